@@ -1,0 +1,103 @@
+"""The session cookie: what it looks like (one policy) and how it is signed (several secrets).
+
+Every attribute comes from :class:`CookiePolicy`, so setting and clearing can never drift
+apart (a cookie is only cleared by one with the same name, path and domain) and Tornado's
+own defaults (no HttpOnly, 30 days) never apply.
+
+Signing is Tornado's signed value, version 2 (HMAC-SHA256). Several secrets may verify; the
+first signs. Tornado picks the verifying secret by a "key version" carried in the cookie; we
+derive that number from the secret itself, so reordering or retiring secrets never makes a
+cookie point at the wrong one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tornado.web import create_signed_value, decode_signed_value
+
+from campus.session.store import Clock, is_session_id
+
+#: Our cookies are ~120 bytes; anything much longer is not ours and is not worth an HMAC.
+MAX_COOKIE_LENGTH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class CookiePolicy:
+    """The session cookie's attributes. ``secure=None`` means: follow the request's scheme."""
+
+    name: str = "campus.sid"
+    max_age: int = 1800
+    path: str = "/"
+    domain: str = ""
+    same_site: Literal["strict", "lax", "none"] = "lax"
+    secure: bool | None = None
+    http_only: bool = True
+
+    def attributes(self, *, https: bool) -> dict[str, Any]:
+        """Keyword arguments for ``RequestHandler.set_cookie`` (except the value and expiry)."""
+        return {
+            "path": self.path,
+            "domain": self.domain or None,
+            "httponly": self.http_only,
+            "secure": https if self.secure is None else self.secure,
+            "samesite": self.same_site.capitalize(),
+        }
+
+
+def key_version(secret: str) -> int:
+    """A stable number naming *secret* inside signed values (32 bits of its hash)."""
+    return int.from_bytes(hashlib.sha256(b"campus.key-version:" + secret.encode()).digest()[:4])
+
+
+class CookieSigner:
+    """Signs session ids with the first secret; verifies with any of them."""
+
+    def __init__(self, secrets: Sequence[str], *, clock: Clock = time.time) -> None:
+        if not secrets or not all(secrets):
+            raise ValueError("at least one non-empty secret is needed")
+        self._keys = {key_version(secret): secret for secret in secrets}
+        self._signing_version = key_version(secrets[0])
+        self._clock = clock
+
+    def sign(self, name: str, sid: str) -> str:
+        return create_signed_value(
+            self._keys,
+            name,
+            sid,
+            version=2,
+            clock=self._clock,
+            key_version=self._signing_version,
+        ).decode()
+
+    def verify(self, name: str, value: str | None, *, max_age: float) -> tuple[str, float] | None:
+        """The session id and the time it was signed, or None for anything not ours.
+
+        Tampered, truncated, foreign-secret, retired-secret, expired and garbage values all
+        come back as None: an unusable cookie means "no session", never an error.
+        """
+        if not value or len(value) > MAX_COOKIE_LENGTH:
+            return None
+        try:
+            raw = decode_signed_value(
+                self._keys,
+                name,
+                value,
+                max_age_days=max_age / 86400,
+                clock=self._clock,
+                min_version=2,
+            )
+            sid = raw.decode("ascii") if raw is not None else ""
+            # Verified, so the layout is ours: 2|1:<kv>|<n>:<timestamp>|<name>|<value>|<sig>
+            signed_at = float(value.split("|", 3)[2].split(":", 1)[1])
+        except (ValueError, TypeError, IndexError, UnicodeDecodeError):
+            # decode_signed_value returns None for what it recognises as bad; a few malformed
+            # shapes (e.g. a bad length prefix) raise instead. Either way: not our cookie.
+            return None
+        if not is_session_id(sid):
+            return None
+        return sid, signed_at

@@ -1,0 +1,138 @@
+"""The contract between the session layer and its storage backends.
+
+A store knows nothing of HTTP. It keeps one record per session id: the session's data, its
+absolute deadline and the user it belongs to (for "log out everywhere"). Records travel as
+JSON text — never pickle — in one format shared by every store, so the in-process store
+behaves like a remote one and a value that round-trips through one round-trips through all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Clock = Callable[[], float]
+
+#: 32 random bytes, URL-safe base64 without padding: 256 bits, 43 characters.
+_ID_BYTES = 32
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer (down, timed out, refused). The only error a store raises."""
+
+
+def new_session_id() -> str:
+    """A fresh, unguessable session id (256 bits from the OS's CSPRNG)."""
+    return secrets.token_urlsafe(_ID_BYTES)
+
+
+def is_session_id(value: str) -> bool:
+    """Whether *value* has the shape of an id we issue (cheap check before any store I/O)."""
+    return _ID_PATTERN.fullmatch(value) is not None
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """What a store keeps for one session.
+
+    ``data`` maps each top-level key to that value's JSON text: keeping values encoded lets a
+    store merge changed keys without understanding (or re-encoding) them, which matters for
+    Redis, whose Lua JSON codec would otherwise mangle numbers and empty lists.
+    """
+
+    data: dict[str, str] = field(default_factory=dict)
+    expires: int = 0  # absolute deadline, Unix seconds
+    user: str | None = None
+
+    def decoded(self) -> dict[str, Any]:
+        return {key: json.loads(text) for key, text in self.data.items()}
+
+
+def encode_record(record: SessionRecord) -> str:
+    return json.dumps(
+        {"data": record.data, "expires": record.expires, "user": record.user},
+        separators=(",", ":"),
+    )
+
+
+def decode_record(raw: str | bytes) -> SessionRecord | None:
+    """Parse a stored record; anything malformed counts as no session rather than an error."""
+    try:
+        obj = json.loads(raw)
+        data, expires, user = obj["data"], obj["expires"], obj.get("user")
+    except (ValueError, TypeError, KeyError):
+        return None
+    if (
+        not isinstance(data, dict)
+        or not all(isinstance(v, str) for v in data.values())
+        or not isinstance(expires, int | float)
+        or not (user is None or isinstance(user, str))
+    ):
+        return None
+    return SessionRecord(data=data, expires=int(expires), user=user)
+
+
+def encode_values(values: Mapping[str, Any]) -> dict[str, str]:
+    """Encode each top-level value on its own; raises TypeError for what JSON cannot hold."""
+    return {key: encode_value(key, value) for key, value in values.items()}
+
+
+def encode_value(key: str, value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"session[{key!r}] cannot be stored as JSON: {exc}") from None
+
+
+class SessionStore(Protocol):
+    """Where session records live. Implementations raise only :class:`StoreUnavailable`.
+
+    Ids are passed raw; a store that keeps them outside the process must not keep them in
+    the clear. ``ttl`` is the idle timeout in seconds (already capped by the caller at the
+    record's absolute deadline). Stores take a clock so that expiry is testable without sleeping.
+    """
+
+    name: str
+
+    async def load(self, sid: str, *, touch: int | None) -> SessionRecord | None:
+        """The live record, or None. With ``touch`` set, push its idle expiry in the same trip."""
+        ...
+
+    async def create(
+        self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
+    ) -> None:
+        """Store a record under a new id; delete ``replaces`` (the id it regenerates) with it."""
+        ...
+
+    async def update(
+        self,
+        sid: str,
+        changed: Mapping[str, str],
+        deleted: list[str],
+        *,
+        ttl: int,
+        user: str | None,
+    ) -> bool:
+        """Apply only these top-level changes, atomically, to a record that still exists.
+
+        Returns False — writing nothing — when the record is gone (destroyed, revoked,
+        expired): a request that was in flight must never bring a session back.
+        """
+        ...
+
+    async def delete(self, sid: str) -> None: ...
+
+    async def delete_user(self, user: str) -> int:
+        """Destroy every session of ``user``; return how many there were."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
