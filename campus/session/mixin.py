@@ -16,6 +16,7 @@ response. Every path ends in the real ``finish()``, or the request would hang.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import logging
 from typing import Any
@@ -28,6 +29,8 @@ from campus.session.session import Session
 from campus.session.store import StoreUnavailable
 
 log = logging.getLogger("campus.session")
+
+_EPOCH = datetime.datetime(1970, 1, 1, 0, 0, 1, tzinfo=datetime.UTC)
 
 
 class _State(enum.Enum):
@@ -89,7 +92,8 @@ class SessionMixin(RequestHandler):
             return
         attributes = manager.cookie.attributes(https=self.session_is_https())
         if update.value is None:
-            self.set_cookie(manager.cookie.name, "", max_age=0, expires=0, **attributes)
+            # Tornado drops max_age=0; an Expires in the past deletes the cookie as well.
+            self.set_cookie(manager.cookie.name, "", expires=_EPOCH, **attributes)
         else:
             self.set_cookie(
                 manager.cookie.name, update.value, max_age=manager.cookie.max_age, **attributes

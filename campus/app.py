@@ -1,0 +1,52 @@
+"""make_app: the routes, wired to already-built services. No I/O happens here."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tornado.web
+from tornado.httputil import HTTPServerRequest
+from tornado.routing import PathMatches, Rule
+
+from campus.handlers.auth import LoginHandler, LogoutHandler, MeHandler
+from campus.handlers.health import ApiNotFoundHandler, HealthHandler
+from campus.handlers.spa import FrontendHandler
+from campus.services import Services
+
+
+class MethodPath(PathMatches):
+    """A path that routes only these methods; others fall through to the next rule.
+
+    That is how ``GET /login`` reaches the SPA shell (a client-side route) while
+    ``POST /login`` reaches the API.
+    """
+
+    def __init__(self, path: str, methods: set[str]) -> None:
+        super().__init__(path)
+        self.methods = methods
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        if request.method not in self.methods:
+            return None
+        return super().match(request)
+
+
+def make_app(services: Services, *, root: str = ".", **settings: Any) -> tornado.web.Application:
+    """The Tornado application; *root* holds static/ and dist/."""
+    roots = [os.path.join(root, "static"), os.path.join(root, "dist")]
+    rules: list[Any] = [
+        Rule(MethodPath("/login", {"POST"}), LoginHandler),
+        Rule(MethodPath("/logout", {"GET", "POST"}), LogoutHandler),
+        (r"/api/me", MeHandler),
+        (r"/api/.*", ApiNotFoundHandler),
+        (r"/healthz", HealthHandler),
+        (r"/(.*)", FrontendHandler, {"roots": roots}),
+    ]
+    return tornado.web.Application(
+        rules,
+        services=services,
+        session_manager=services.sessions,
+        xsrf_cookies=False,  # Origin checks and SameSite do that job for a JSON API
+        **settings,
+    )

@@ -1,0 +1,203 @@
+"""The command line: serve, manage the users file, inspect and revoke sessions.
+
+Every failure is one line on stderr prefixed "campus: " and an exit code (2 for usage and
+configuration, 1 for the rest); tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from campus.config import ConfigError, load
+from campus.users import (
+    UsersError,
+    add_user,
+    normalize_email,
+    read_records,
+    remove_user,
+    validate_email,
+)
+
+if TYPE_CHECKING:
+    from campus.config import Config
+
+
+class CliError(Exception):
+    """A failure reported as one line; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so errors stay one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see `campus --help`)", code=2)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
+    return port
+
+
+def _parser() -> _Parser:
+    # SUPPRESS: a flag absent after the subcommand must not erase one given before it.
+    flags = _Parser(add_help=False)
+    flags.add_argument("--env", default=argparse.SUPPRESS, help="development or production")
+    flags.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help="TOML file")
+    flags.add_argument("--host", default=argparse.SUPPRESS, help="address to listen on")
+    flags.add_argument("--port", type=_port, default=argparse.SUPPRESS, help="port to listen on")
+
+    parser = _Parser(prog="campus", parents=[flags], description="campus server")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", parents=[flags], help="run the server (the default)")
+
+    users = commands.add_parser("users", parents=[flags], help="manage the users file")
+    users_do = users.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = users_do.add_parser("add", parents=[flags], help="add a user (hashes the password)")
+    add.add_argument("email")
+    add.add_argument("--name")
+    add.add_argument("--role", action="append", dest="roles", metavar="ROLE")
+    add.add_argument("--password-stdin", action="store_true", help="read one line from stdin")
+    remove = users_do.add_parser("remove", parents=[flags], help="remove a user")
+    remove.add_argument("email")
+    users_do.add_parser("list", parents=[flags], help="list users: email<TAB>name")
+
+    sessions = commands.add_parser("sessions", parents=[flags], help="inspect the session store")
+    sessions_do = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sessions_do.add_parser("count", parents=[flags], help="how many sessions are stored")
+    revoke = sessions_do.add_parser("revoke", parents=[flags], help="log a user out everywhere")
+    revoke.add_argument("email")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load(
+        environ=os.environ,
+        env=getattr(args, "env", None),
+        config_file=getattr(args, "config", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def _read_password(from_stdin: bool) -> str:
+    """One line from stdin (newline stripped), or two matching prompts without echo."""
+    if from_stdin:
+        try:
+            line = sys.stdin.readline() if sys.stdin else ""  # stdin may be closed
+        except UnicodeDecodeError:
+            raise CliError("the password on stdin is not valid text") from None
+        if not line:
+            raise CliError("no password on stdin")
+        return line.removesuffix("\n").removesuffix("\r")
+    try:
+        with warnings.catch_warnings():
+            # getpass falls back to echoing on stdin when there is no terminal: refuse.
+            warnings.simplefilter("error", getpass.GetPassWarning)
+            first = getpass.getpass("Password: ")
+            second = getpass.getpass("Repeat password: ")
+    except getpass.GetPassWarning:
+        raise CliError("no terminal to prompt for a password; use --password-stdin") from None
+    except (EOFError, KeyboardInterrupt):
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # end the prompt's line
+        raise CliError("cancelled") from None
+    if first != second:
+        raise CliError("passwords do not match")
+    return first
+
+
+def _users(args: argparse.Namespace, path: str) -> int:
+    if args.action == "add":
+        email = validate_email(args.email)
+        if any(normalize_email(r["email"]) == email for r in read_records(path)):
+            raise CliError(f"{email} already exists in {path}")  # before asking for a password
+        password = _read_password(args.password_stdin)
+        add_user(path, email, password, name=args.name, roles=args.roles)
+        print(f"added {email} to {path}")
+    elif args.action == "remove":
+        remove_user(path, args.email)
+        print(f"removed {normalize_email(args.email)}")
+    else:
+        if not os.path.exists(path):
+            print(f"campus: {path} does not exist yet (no users)", file=sys.stderr)
+        records = sorted(read_records(path), key=lambda r: normalize_email(r["email"]))
+        for record in records:
+            name = record.get("name")
+            name = " ".join(str(name).split()) if name is not None else ""
+            print(f"{record['email']}\t{name}")
+    return 0
+
+
+async def _sessions(config: Config, args: argparse.Namespace) -> int:
+    from campus.server import build_store
+
+    store = build_store(config)
+    try:
+        if args.action == "count":
+            print(await store.count())
+        else:
+            email = normalize_email(args.email)
+            revoked = await store.delete_user(email)
+            print(f"revoked {revoked} session{'' if revoked == 1 else 's'} of {email}")
+    finally:
+        await store.close()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.command == "users":
+        return _users(args, config.users.file)
+    if args.command == "sessions":
+        from campus.session.store import StoreUnavailable
+
+        try:
+            return asyncio.run(_sessions(config, args))
+        except StoreUnavailable as err:
+            raise CliError(f"session store unavailable: {err}") from None
+    from campus.server import serve
+
+    code: int = serve(config)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m campus` and the `campus` script; returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+        return _run(args)
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except CliError as err:
+        return _fail(str(err), err.code)
+    except ConfigError as err:
+        return _fail(str(err), 2)
+    except UsersError as err:
+        return _fail(str(err), 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 1)
+    except BrokenPipeError:  # `campus users list | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _fail(message: str, code: int) -> int:
+    print("campus:", " ".join(message.split()), file=sys.stderr)  # always one line
+    return code

@@ -1,0 +1,106 @@
+"""POST /login, GET|POST /logout, GET /api/me: the Express app's routes, hardened."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado.web import stream_request_body
+
+from campus.handlers.base import ApiError, BaseHandler
+from campus.session import SessionMixin, StoreUnavailable
+from campus.users import MAX_EMAIL, MAX_PASSWORD
+
+MAX_BODY = 64 * 1024
+
+
+class SessionHandler(SessionMixin, BaseHandler):
+    """An API handler with ``self.session``; ``current_user`` is the session's user."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        self.current_user = self.session.get("user")
+
+    def session_is_https(self) -> bool:
+        return self.is_https()
+
+
+@stream_request_body
+class LoginHandler(SessionHandler):
+    """Check the password, then move the session to a new id and put the user in it."""
+
+    _body: bytearray
+    _too_large = False
+
+    async def prepare(self) -> None:
+        self._body = bytearray()
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise ApiError(413, "Request body too large")
+        await super().prepare()
+
+    def data_received(self, chunk: bytes) -> None:
+        if len(self._body) + len(chunk) > MAX_BODY:
+            self._too_large = True  # chunked bodies have no Content-Length to refuse early
+        else:
+            self._body += chunk
+
+    async def post(self) -> None:
+        if self._too_large:
+            raise ApiError(413, "Request body too large")
+        email, password = _credentials(bytes(self._body))
+        user = await self.services.users.authenticate(email, password)
+        if user is None:
+            raise ApiError(403, "Permission denied!")
+        self.session.regenerate()
+        self.session["user"] = user
+        self.write({"user": user})
+
+
+def _credentials(body: bytes) -> tuple[str, str]:
+    """The email and password from a login body, or a 400 that says what is wrong."""
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "Body must be JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "Body must be a JSON object")
+    fields = {}
+    for name, limit in (("email", MAX_EMAIL), ("password", MAX_PASSWORD)):
+        value = payload.get(name)
+        if value is None:
+            raise ApiError(400, f"Missing field: {name}")
+        if not isinstance(value, str):
+            raise ApiError(400, f"Field must be a string: {name}")
+        if len(value) > limit:
+            raise ApiError(400, f"Field too long: {name} (at most {limit} characters)")
+        fields[name] = value
+    return fields["email"], fields["password"]
+
+
+class LogoutHandler(SessionHandler):
+    """Destroy the session and expire its cookie; a store failure is a 500, not a shrug."""
+
+    async def prepare(self) -> None:
+        try:
+            await self.load_session()
+        except StoreUnavailable:
+            raise ApiError(500, "Could not log out.") from None
+
+    async def get(self) -> None:
+        self.session.destroy()
+        try:
+            await self.save_session()
+        except StoreUnavailable:
+            raise ApiError(500, "Could not log out.") from None
+        self.set_header("Clear-Site-Data", '"cookies"')
+        self.write({})
+
+    post = get
+
+
+class MeHandler(SessionHandler):
+    def get(self) -> None:
+        if self.current_user is None:
+            raise ApiError(401, "Not logged in")
+        self.write({"user": self.current_user})

@@ -1,0 +1,91 @@
+"""What every campus handler shares: JSON errors, never an HTML traceback; proxy awareness."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from campus.services import Services
+
+#: Messages for statuses raised without one of our own (Tornado's 404/405, our 503s, ...).
+_DEFAULT_MESSAGES = {
+    HTTPStatus.SERVICE_UNAVAILABLE: "Session store unavailable",
+    HTTPStatus.INTERNAL_SERVER_ERROR: "Internal server error",
+}
+
+#: Seconds a client should wait before retrying after a 503.
+RETRY_AFTER = 1
+
+
+def _default_message(status_code: int) -> str:
+    try:
+        status = HTTPStatus(status_code)
+    except ValueError:
+        return "Error"
+    return _DEFAULT_MESSAGES.get(status, status.phrase)
+
+
+class ApiError(HTTPError):
+    """An error whose ``errorMessage`` the client is meant to read."""
+
+    def __init__(self, status: int, message: str, **headers: str) -> None:
+        super().__init__(status, message.replace("%", "%%"))
+        self.error_message = message
+        self.headers = headers
+
+
+class JsonErrorsMixin(RequestHandler):
+    """Every error body is ``{"errorMessage": ...}`` — including Tornado's own 404/405/500."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "error_message", None) or _default_message(status_code)
+        for name, value in getattr(exc, "headers", {}).items():
+            self.set_header(name, value)
+        if status_code == HTTPStatus.SERVICE_UNAVAILABLE:
+            self.set_header("Retry-After", str(RETRY_AFTER))
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"errorMessage": message}))
+
+
+class BaseHandler(JsonErrorsMixin, RequestHandler):
+    """Base for the API handlers: JSON in and out, never cached."""
+
+    @property
+    def services(self) -> Services:
+        services = self.settings.get("services")
+        if not isinstance(services, Services):
+            raise RuntimeError("campus handlers need Application(..., services=Services(...))")
+        return services
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    def compute_etag(self) -> None:
+        return None  # per-user answers, never cached: an ETag would only invite 304s
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ApiError) and value.status_code < 500:
+            return  # the client's mistake, already in the access log
+        super().log_exception(typ, value, tb)
+
+    def is_https(self) -> bool:
+        """TLS to us, or to the proxy in front when we trust its X-Forwarded-Proto."""
+        if self.request.protocol == "https":
+            return True
+        if not self.services.config.server.trust_proxy:
+            return False
+        forwarded = self.request.headers.get("X-Forwarded-Proto", "")
+        return forwarded.rsplit(",", 1)[-1].strip().lower() == "https"
+
+    def client_address(self) -> str:
+        """The client's address; behind a trusted proxy, the one it appended last."""
+        if self.services.config.server.trust_proxy:
+            forwarded = self.request.headers.get("X-Forwarded-For", "")
+            hop = forwarded.rsplit(",", 1)[-1].strip()
+            if hop:
+                return hop
+        return self.request.remote_ip or ""

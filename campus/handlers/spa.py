@@ -1,0 +1,65 @@
+"""Static files and the SPA shell: static/ first, then dist/, then dist/index.html.
+
+Never touches a session, so it keeps serving while the store is down. Files come through
+Tornado's StaticFileHandler (ETag, Last-Modified, 304, ranges); which root a path resolves
+to is decided here, with every candidate's real path checked to lie inside its root.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from tornado.web import HTTPError, StaticFileHandler
+
+from campus.handlers.base import JsonErrorsMixin
+
+SHELL = "index.html"
+
+
+def resolve(roots: list[str], url_path: str) -> tuple[str, str] | None:
+    """The (root, relative path) of the first regular file *url_path* names, if any.
+
+    Tornado has already percent-decoded the path, so ``%2e%2e`` and ``%2f`` arrive as
+    ``..`` and ``/``; a backslash is an ordinary character on POSIX. The containment check
+    is on the resolved real path, so neither ``..`` nor a symlink can leave a root.
+    """
+    if "\x00" in url_path:
+        return None
+    relative = url_path.lstrip("/")
+    for root in roots:
+        candidate = os.path.realpath(os.path.join(root, relative))
+        if candidate.startswith(root + os.sep) and os.path.isfile(candidate):
+            return root, os.path.relpath(candidate, root)
+    return None
+
+
+def has_extension(url_path: str) -> bool:
+    return "." in posixpath.basename(url_path.rstrip("/"))
+
+
+class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
+    """GET/HEAD anything outside the API: a file if one exists, else the SPA shell."""
+
+    def initialize(self, roots: list[str]) -> None:  # type: ignore[override]
+        self.roots = [os.path.realpath(root) for root in roots]
+        self.dist = self.roots[-1]
+        super().initialize(path=self.dist)
+
+    async def get(self, path: str, include_body: bool = True) -> None:
+        found = resolve(self.roots, path)
+        if found is None:
+            if has_extension(path):
+                raise HTTPError(404)
+            found = (self.dist, SHELL)
+        self.root, relative = found
+        await super().get(relative, include_body)
+
+    def set_extra_headers(self, path: str) -> None:
+        if self.root == self.dist and path == SHELL:
+            self.set_header("Cache-Control", "no-cache")
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        if not os.path.isfile(absolute_path):  # e.g. dist/index.html missing
+            raise HTTPError(404)
+        return super().validate_absolute_path(root, absolute_path)

@@ -1,0 +1,166 @@
+"""Build the services, listen, and shut down gracefully.
+
+The one place that does I/O at startup: reading the users file, connecting the store,
+binding the socket. Everything it builds is handed to :func:`campus.app.make_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.netutil import bind_sockets
+
+from campus.app import make_app
+from campus.config import Config
+from campus.inflight import InFlight
+from campus.services import Services
+from campus.session import CookiePolicy, CookieSigner, SessionManager, SessionPolicy
+from campus.session.store import Clock, SessionStore
+from campus.session.stores.memory import MemoryStore
+from campus.session.stores.redis import RedisStore, connect
+from campus.users import UserDirectory, UsersError, normalize_email
+
+log = logging.getLogger("campus")
+
+#: Largest request body Tornado will read at all; /login refuses anything over 64 KiB itself.
+MAX_BODY_SIZE = 1024 * 1024
+#: How long in-flight requests get to finish after SIGTERM/SIGINT.
+SHUTDOWN_GRACE = 10.0
+SWEEP_INTERVAL_MS = 60_000
+
+
+def build_store(config: Config, *, clock: Clock = time.time) -> SessionStore:
+    """The configured store. No I/O: Redis connects on first use."""
+    if config.session.store == "redis":
+        client = connect(config.redis.url, timeout=config.redis.timeout)
+        return RedisStore(client, prefix=config.redis.prefix, clock=clock)
+    return MemoryStore(max_sessions=config.session.max_sessions, clock=clock)
+
+
+def session_user(data: Mapping[str, Any]) -> str | None:
+    """Whose session this is, for "log out everywhere": the logged-in user's email."""
+    user = data.get("user")
+    email = user.get("email") if isinstance(user, dict) else None
+    return normalize_email(email) if isinstance(email, str) else None
+
+
+def build_sessions(
+    config: Config, store: SessionStore, *, clock: Clock = time.time
+) -> SessionManager:
+    session = config.session
+    cookie = CookiePolicy(
+        name=session.cookie_name,
+        max_age=session.idle_timeout,
+        domain=session.domain,
+        same_site=session.same_site,
+        secure=None if session.secure == "auto" else session.secure,
+    )
+    policy = SessionPolicy(
+        idle_timeout=session.idle_timeout,
+        absolute_timeout=session.absolute_timeout,
+        rolling=session.rolling,
+        save_uninitialized=session.save_uninitialized,
+    )
+    signer = CookieSigner(session.secret, clock=clock)
+    return SessionManager(store, signer, cookie, policy, user_of=session_user, clock=clock)
+
+
+def build_services(config: Config, *, clock: Clock = time.time) -> Services:
+    """Everything handlers need. Raises UsersError for a broken users file."""
+    # Argon2 releases the GIL: one thread per core keeps logins off the event loop.
+    executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
+    users = UserDirectory.load(config.users.file, executor=executor)
+    store = build_store(config, clock=clock)
+    return Services(config=config, sessions=build_sessions(config, store, clock=clock), users=users)
+
+
+def _sweeper(store: MemoryStore) -> Callable[[], None]:
+    def sweep() -> None:
+        swept = store.sweep()
+        if swept:
+            log.debug("swept %d expired sessions", swept)
+
+    return sweep
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def serve(config: Config) -> int:
+    """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 1 if startup failed."""
+    configure_logging()
+    try:
+        services = build_services(config)
+    except UsersError as exc:
+        print(f"campus: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_serve(services))
+    except OSError as exc:  # e.g. the port is taken
+        print(
+            f"campus: cannot listen on {config.server.host}:{config.server.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+async def _serve(services: Services) -> int:
+    config, store = services.config, services.sessions.store
+    if config.production and store.name == "memory":
+        log.warning(
+            "the memory store is per-process and forgets every session on restart: "
+            'it is not for production (set store = "redis")'
+        )
+    if not len(services.users):
+        log.warning("no users in %s: add one with `campus users add EMAIL`", config.users.file)
+    in_flight = InFlight()
+    app = make_app(services)
+    server = HTTPServer(in_flight.wrap(app), max_body_size=MAX_BODY_SIZE)
+    sockets = bind_sockets(config.server.port, config.server.host)
+    server.add_sockets(sockets)
+    sweeper = None
+    if isinstance(store, MemoryStore):
+        sweeper = PeriodicCallback(_sweeper(store), SWEEP_INTERVAL_MS)
+        sweeper.start()
+    port = sockets[0].getsockname()[1]
+    log.info(
+        "campus (%s, %s store) listening on http://%s:%s",
+        config.env,
+        store.name,
+        config.server.host,
+        port,
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+    log.info("shutting down: no new connections, %d request(s) in flight", in_flight.count)
+    server.stop()
+    if sweeper is not None:
+        sweeper.stop()
+    if not await in_flight.drained(SHUTDOWN_GRACE):
+        log.warning(
+            "%d request(s) still running after %.0fs; closing", in_flight.count, SHUTDOWN_GRACE
+        )
+    await server.close_all_connections()
+    await store.close()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,16 @@
+"""The long-lived objects handlers use, built once by the server and passed to make_app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from campus.config import Config
+from campus.session import SessionManager
+from campus.users import UserDirectory
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: Config
+    sessions: SessionManager
+    users: UserDirectory

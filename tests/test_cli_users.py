@@ -1,0 +1,173 @@
+"""`python -m campus users ...` as an operator runs it: one line per failure, file left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from campus.users import UserDirectory
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Run:
+    """A finished `python -m campus` process."""
+
+    def __init__(self, done: subprocess.CompletedProcess[str]) -> None:
+        self.code = done.returncode
+        self.out = done.stdout
+        self.err = done.stderr
+
+    def one_error_line(self) -> str:
+        """The single stderr line of a failure (and proof there is no traceback)."""
+        assert self.code != 0
+        assert "Traceback" not in self.err
+        lines = self.err.splitlines()
+        assert len(lines) == 1, self.err
+        assert lines[0].startswith("campus: ")
+        return lines[0]
+
+
+Campus = Callable[..., Run]
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    return tmp_path / "users.json"
+
+
+@pytest.fixture
+def campus(users_file: Path) -> Campus:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
+    env["CAMPUS_USERS_FILE"] = str(users_file)
+
+    def run(*args: str, stdin: str = "", **extra_env: str) -> Run:
+        done = subprocess.run(
+            [sys.executable, "-m", "campus", *args],
+            cwd=REPO,
+            env={**env, **extra_env},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            start_new_session=True,  # no controlling terminal: getpass cannot open /dev/tty
+        )
+        return Run(done)
+
+    return run
+
+
+def test_add_then_list(campus: Campus, users_file: Path) -> None:
+    added = campus("users", "add", "Zed@Example.com", "--password-stdin", stdin="s3cret\n")
+    assert (added.code, added.err) == (0, "")
+    assert added.out == f"added zed@example.com to {users_file}\n"
+    named = campus("users", "add", "ann@example.com", "--name", "Ann A", "--password-stdin",
+                   stdin="pw\r\n")  # fmt: skip
+    assert named.code == 0, named.err
+    for run in (added, named):
+        assert "s3cret" not in run.out + run.err and "$argon2" not in run.out + run.err
+
+    listed = campus("users", "list")
+    assert (listed.code, listed.err) == (0, "")
+    assert listed.out == "ann@example.com\tAnn A\nzed@example.com\t\n"
+
+    records = json.loads(users_file.read_text())
+    assert [r["email"] for r in records] == ["zed@example.com", "ann@example.com"]
+    assert all(r["password_hash"].startswith("$argon2id$") for r in records)
+    assert oct(users_file.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_password_stdin_strips_only_the_line_ending(campus: Campus, users_file: Path) -> None:
+    assert campus("users", "add", "a@b.c", "--password-stdin", stdin=" pw \r\nmore\n").code == 0
+    directory = UserDirectory.load(users_file)
+    assert asyncio.run(directory.authenticate("a@b.c", " pw ")) is not None
+
+
+def test_duplicate_add_fails_and_leaves_the_file(campus: Campus, users_file: Path) -> None:
+    assert campus("users", "add", "a@b.c", "--password-stdin", stdin="pw\n").code == 0
+    before = users_file.read_bytes()
+    again = campus("users", "add", " A@B.C", "--password-stdin", stdin="other\n")
+    assert "already exists" in again.one_error_line()
+    assert again.code == 1
+    assert users_file.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["users", "add", "not-an-email", "--password-stdin"], "pw\n", "invalid email"),
+        (["users", "add", "a b@c.d", "--password-stdin"], "pw\n", "invalid email"),
+        (["users", "add", "a@b.c", "--password-stdin"], "\n", "password is empty"),
+        (["users", "add", "a@b.c", "--password-stdin"], "", "no password on stdin"),
+        (["users", "add", "a@b.c"], "pw\npw\n", "no terminal"),
+    ],
+)
+def test_bad_add_is_one_line_and_no_file(
+    campus: Campus, users_file: Path, args: list[str], stdin: str, message: str
+) -> None:
+    run = campus(*args, stdin=stdin)
+    assert message in run.one_error_line()
+    assert run.code == 1
+    assert not users_file.exists()
+
+
+def test_remove(campus: Campus, users_file: Path) -> None:
+    campus("users", "add", "a@b.c", "--password-stdin", stdin="pw\n")
+    campus("users", "add", "d@e.f", "--password-stdin", stdin="pw\n")
+    removed = campus("users", "remove", "A@B.C")
+    assert (removed.code, removed.out, removed.err) == (0, "removed a@b.c\n", "")
+    assert campus("users", "list").out == "d@e.f\t\n"
+
+
+def test_remove_missing(campus: Campus, users_file: Path) -> None:
+    campus("users", "add", "a@b.c", "--password-stdin", stdin="pw\n")
+    before = users_file.read_bytes()
+    run = campus("users", "remove", "who@b.c")
+    assert "no user" in run.one_error_line()
+    assert run.code == 1
+    assert users_file.read_bytes() == before
+
+
+def test_broken_users_file_is_one_line(campus: Campus, users_file: Path) -> None:
+    users_file.write_text('[{"email": "a@b.c", "password": "hunter2"}]')
+    for args in (["users", "list"], ["users", "add", "x@y.z", "--password-stdin"]):
+        run = campus(*args, stdin="pw\n")
+        line = run.one_error_line()
+        assert "plaintext" in line and str(users_file) in line and "hunter2" not in line
+    assert users_file.read_text() == '[{"email": "a@b.c", "password": "hunter2"}]'
+
+
+def test_bad_config_file_is_one_line(campus: Campus, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\nport = \n")
+    run = campus("users", "list", CAMPUS_CONFIG=str(broken))
+    assert str(broken) in run.one_error_line()
+    assert run.code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["users"], ["users", "frobnicate"], ["--port", "nope", "users", "list"], ["nonsense"],
+     ["users", "add"]],
+)  # fmt: skip
+def test_usage_errors_are_one_line_exit_2(campus: Campus, args: list[str]) -> None:
+    run = campus(*args)
+    run.one_error_line()
+    assert run.code == 2
+
+
+def test_global_flags_work_before_and_after_the_subcommand(campus: Campus, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("nonsense = [\n")
+    before = campus("--config", str(broken), "users", "list")
+    after = campus("users", "list", "--config", str(broken))
+    assert str(broken) in before.one_error_line()
+    assert before.err == after.err
+    assert campus("--port", "1234", "users", "list", "--host", "::1").code == 0

@@ -1,0 +1,506 @@
+"""campus.config: precedence, parsing, validation, and one-line errors that keep secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from campus.config import DEV_SECRET, Config, ConfigError, load
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = "g" * 40  # a production-worthy secret
+OTHER = "o" * 48
+
+
+@pytest.fixture(autouse=True)
+def _empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in an empty directory, so the repository's own config/ is never read by accident."""
+    monkeypatch.chdir(tmp_path)
+
+
+def write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def error(**kwargs: Any) -> str:
+    """The message of the ConfigError that load(**kwargs) must raise."""
+    kwargs.setdefault("environ", {})
+    with pytest.raises(ConfigError) as info:
+        load(**kwargs)
+    message = str(info.value)
+    assert "\n" not in message and message
+    return message
+
+
+# --- defaults and precedence -------------------------------------------------------------
+
+
+def test_defaults_without_any_file() -> None:
+    config = load(environ={})
+    assert config == Config()
+    assert config.env == "development" and not config.production and config.source is None
+    assert config.server.host == "127.0.0.1" and config.server.port == 8000
+    assert config.session.secret == (DEV_SECRET,) and len(DEV_SECRET) >= 32
+    assert config.session.store == "memory" and config.session.secure == "auto"
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        load(environ={}).server.port = 1  # type: ignore[misc]
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    config = load(environ={"CAMPUS_SESSION_SECRET": GOOD, "CAMPUS_EXPRESS_SECRETS": OTHER})
+    assert GOOD not in repr(config) and OTHER not in repr(config)
+
+
+def test_default_file_follows_env(tmp_path: Path) -> None:
+    write(tmp_path / "config/development.toml", "[server]\nport = 1111\n")
+    write(tmp_path / "config/production.toml", "[server]\nport = 2222\n")
+    assert load(environ={}).server.port == 1111
+    assert load(environ={}).source == "config/development.toml"
+    prod = load(environ={"CAMPUS_ENV": "production", "CAMPUS_SESSION_SECRET": GOOD})
+    assert prod.production and prod.server.port == 2222
+    assert prod.source == "config/production.toml"
+    assert load(environ={"CAMPUS_ENV": "production"}, env="development").server.port == 1111
+
+
+def test_config_flag_beats_campus_config_beats_default(tmp_path: Path) -> None:
+    write(tmp_path / "config/development.toml", "[server]\nport = 1\n")
+    env_file = write(tmp_path / "env.toml", "[server]\nport = 2\n")
+    flag_file = write(tmp_path / "flag.toml", "[server]\nport = 3\n")
+    assert load(environ={"CAMPUS_CONFIG": env_file}).server.port == 2
+    assert load(environ={"CAMPUS_CONFIG": env_file}, config_file=flag_file).server.port == 3
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2, 3])
+def test_each_level_beats_the_next(tmp_path: Path, layers: int) -> None:
+    """Defaults < file < environment < flags, for host, port and a nested key."""
+    path = write(
+        tmp_path / "c.toml",
+        '[server]\nhost = "10.0.0.1"\nport = 1111\n[session]\nidle_timeout = 111\n',
+    )
+    environ = {"CAMPUS_HOST": "10.0.0.2", "CAMPUS_PORT": "2222"}
+    environ["CAMPUS_SESSION_IDLE_TIMEOUT"] = "222"
+    flags: dict[str, Any] = {"host": "10.0.0.3", "port": 3333}
+    config = load(
+        environ=environ if layers >= 2 else {},
+        config_file=path if layers >= 1 else None,
+        **(flags if layers >= 3 else {}),
+    )
+    expected = [("127.0.0.1", 8000), ("10.0.0.1", 1111), ("10.0.0.2", 2222), ("10.0.0.3", 3333)]
+    assert (config.server.host, config.server.port) == expected[layers]
+    assert config.session.idle_timeout == [1800, 111, 222, 222][layers]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "section", "key", "expected"),
+    [
+        ("CAMPUS_HOST", "0.0.0.0", "server", "host", "0.0.0.0"),
+        ("CAMPUS_PORT", "9000", "server", "port", 9000),
+        ("CAMPUS_STORE", "redis", "session", "store", "redis"),
+        ("CAMPUS_SESSION_SECRET", GOOD, "session", "secret", (GOOD,)),
+        ("CAMPUS_REDIS_URL", "rediss://db:6380/2", "redis", "url", "rediss://db:6380/2"),
+        ("CAMPUS_USERS_FILE", "/srv/users.json", "users", "file", "/srv/users.json"),
+        ("CAMPUS_SERVER_TRUST_PROXY", "true", "server", "trust_proxy", True),
+        ("CAMPUS_REDIS_TIMEOUT", "0.25", "redis", "timeout", 0.25),
+        ("CAMPUS_EXPRESS_SECRETS", "a,b", "express", "secrets", ("a", "b")),
+        ("CAMPUS_LOGIN_WINDOW", "60", "login", "window", 60),
+    ],
+)
+def test_environment_forms(
+    variable: str, value: str, section: str, key: str, expected: object
+) -> None:
+    config = load(environ={variable: value})
+    assert getattr(getattr(config, section), key) == expected
+
+
+@pytest.mark.parametrize(
+    ("short", "long", "attribute"),
+    [
+        ("CAMPUS_HOST", "CAMPUS_SERVER_HOST", ("server", "host")),
+        ("CAMPUS_PORT", "CAMPUS_SERVER_PORT", ("server", "port")),
+        ("CAMPUS_STORE", "CAMPUS_SESSION_STORE", ("session", "store")),
+    ],
+)
+def test_long_form_beats_short_form(short: str, long: str, attribute: tuple[str, str]) -> None:
+    values = {"CAMPUS_HOST": ("h1", "h2"), "CAMPUS_PORT": ("1", "2")}
+    values["CAMPUS_STORE"] = ("memory", "redis")
+    short_value, long_value = values[short]
+    config = load(environ={short: short_value, long: long_value})
+    got = getattr(getattr(config, attribute[0]), attribute[1])
+    assert str(got) == long_value
+
+
+def test_secret_list_first_signs() -> None:
+    config = load(environ={"CAMPUS_SESSION_SECRET": f" {GOOD} , {OTHER} ,"})
+    assert config.session.secret == (GOOD, OTHER)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ()),
+        ("https://a.example", ("https://a.example",)),
+        (
+            " https://a.example , ,http://b.example:8080,",
+            ("https://a.example", "http://b.example:8080"),
+        ),
+        ("HTTPS://A.Example", ("https://a.example",)),  # browsers send origins in lower case
+    ],
+)
+def test_list_parsing(text: str, expected: tuple[str, ...]) -> None:
+    config = load(environ={"CAMPUS_SERVER_ALLOWED_ORIGINS": text})
+    assert config.server.allowed_origins == expected
+
+
+@pytest.mark.parametrize("word", ["true", "TRUE", "1", "yes", "On", " on "])
+def test_bool_true_words(word: str) -> None:
+    assert load(environ={"CAMPUS_SESSION_SAVE_UNINITIALIZED": word}).session.save_uninitialized
+
+
+@pytest.mark.parametrize("word", ["false", "False", "0", "no", "OFF"])
+def test_bool_false_words(word: str) -> None:
+    assert not load(environ={"CAMPUS_SESSION_ROLLING": word}).session.rolling
+
+
+@pytest.mark.parametrize(("word", "expected"), [("auto", "auto"), ("AUTO", "auto"), ("yes", True)])
+def test_secure_accepts_auto(word: str, expected: object) -> None:
+    assert load(environ={"CAMPUS_SESSION_SECURE": word}).session.secure == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("CAMPUS_SESSION_ROLLING", "maybe", "a boolean"),
+        ("CAMPUS_SESSION_ROLLING", "", "a boolean"),
+        ("CAMPUS_SESSION_IDLE_TIMEOUT", "abc", "an integer, got 'abc'"),
+        ("CAMPUS_SESSION_IDLE_TIMEOUT", "1.5", "an integer"),
+        ("CAMPUS_SESSION_IDLE_TIMEOUT", "1e3", "an integer"),
+        ("CAMPUS_SESSION_IDLE_TIMEOUT", "1_000", "an integer"),
+        ("CAMPUS_SESSION_IDLE_TIMEOUT", "\u0663", "an integer"),  # an Arabic-Indic digit
+        ("CAMPUS_PORT", "80x", "an integer"),
+        ("CAMPUS_REDIS_TIMEOUT", "fast", "a number"),
+        ("CAMPUS_REDIS_TIMEOUT", "inf", "a number"),
+        ("CAMPUS_REDIS_TIMEOUT", "nan", "a number"),
+        ("CAMPUS_SESSION_SECURE", "sometimes", 'true, false or "auto"'),
+    ],
+)
+def test_environment_values_parse_strictly(variable: str, value: str, expected: str) -> None:
+    message = error(environ={variable: value})
+    assert message.startswith(f"{variable}: expected ")
+    assert expected in message
+
+
+def test_unknown_key_in_known_section_is_an_error() -> None:
+    message = error(environ={"CAMPUS_SESSION_IDLE_TIMOUT": "600"})
+    assert message.startswith("CAMPUS_SESSION_IDLE_TIMOUT:")
+    assert "idle_timeout" in message  # the message lists the real keys
+
+
+def test_other_campus_variables_are_ignored() -> None:
+    config = load(environ={"CAMPUS_CONFIGS": "x", "CAMPUS_FOO_BAR": "1", "CAMPUS_SERVERX": "1"})
+    assert config == Config()
+
+
+@pytest.mark.parametrize(
+    ("env", "environ", "prefix"),
+    [("staging", {}, "--env:"), (None, {"CAMPUS_ENV": "prod"}, "CAMPUS_ENV:")],
+)
+def test_bad_env_name(env: str | None, environ: dict[str, str], prefix: str) -> None:
+    assert error(environ=environ, env=env).startswith(prefix)
+
+
+# --- the config file ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[sesion]\nstore = 'redis'\n", "sesion"),
+        ("[session]\nstroe = 'redis'\n", "session.stroe"),
+        ("port = 8000\n", "port"),
+        ("[session.extra]\nx = 1\n", "session.extra"),
+    ],
+)
+def test_unknown_section_or_key_in_file(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path / "c.toml", text)
+    assert error(config_file=path).startswith(f"{path}: {key}: unknown")
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "expected"),
+    [
+        ("[session]\nidle_timeout = 'abc'", "session.idle_timeout", "an integer, got 'abc'"),
+        ("[session]\nidle_timeout = true", "session.idle_timeout", "an integer, got true"),
+        ("[server]\nport = 80.0", "server.port", "an integer"),
+        ("[server]\ntrust_proxy = 1", "server.trust_proxy", "a boolean, got 1"),
+        ("[server]\ntrust_proxy = 'yes'", "server.trust_proxy", "a boolean"),
+        ("[server]\nallowed_origins = 'https://a.example'", "server.allowed_origins", "a list"),
+        ("[server]\nallowed_origins = [1]", "server.allowed_origins", "a list of strings"),
+        ("[redis]\ntimeout = true", "redis.timeout", "a number"),
+        ("[redis]\ntimeout = inf", "redis.timeout", "a number"),
+        ("[redis]\ntimeout = nan", "redis.timeout", "a number"),
+        ("[redis]\nurl = 6379", "redis.url", "a string"),
+        ("[session]\nsecure = 'yes'", "session.secure", 'true, false or "auto"'),
+        ("[session]\nsecret = 12345", "session.secret", "a string or a list of strings"),
+        ("[session]\nsecret = ['a', 2]", "session.secret", "a string or a list of strings"),
+        ("[login]\nwindow = 1979-05-27", "login.window", "an integer"),
+    ],
+)
+def test_wrong_types_in_file(tmp_path: Path, line: str, key: str, expected: str) -> None:
+    path = write(tmp_path / "c.toml", line + "\n")
+    message = error(config_file=path)
+    assert message.startswith(f"{path}: {key}: expected ")
+    assert expected in message
+
+
+def test_right_types_in_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.toml",
+        f'[redis]\ntimeout = 2\n[session]\nsecret = "{GOOD}"\nsecure = true\n'
+        f'same_site = "Strict"\n[express]\nsecrets = ["{OTHER}"]\n',
+    )
+    config = load(environ={}, config_file=path)
+    assert config.redis.timeout == 2.0 and isinstance(config.redis.timeout, float)
+    assert config.session.secret == (GOOD,) and config.session.secure is True
+    assert config.session.same_site == "strict"
+    assert config.express.secrets == (OTHER,)
+    assert config.source == path
+
+
+def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", '[server]\nhost = "a"\nport = \n')
+    message = error(config_file=path)
+    assert message.startswith(f"{path}: invalid TOML:")
+    assert "line 3" in message
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'[server]\nhost = "\xff"\n')
+    assert error(config_file=str(path)).startswith(f"{path}: invalid TOML")
+
+
+@pytest.mark.parametrize("how", ["flag", "environ"])
+def test_explicit_missing_file_is_an_error(tmp_path: Path, how: str) -> None:
+    missing = str(tmp_path / "nope.toml")
+    if how == "flag":
+        message = error(config_file=missing)
+        assert "--config" in message
+    else:
+        message = error(environ={"CAMPUS_CONFIG": missing})
+        assert "CAMPUS_CONFIG" in message
+    assert message.startswith(f"{missing}: config file not found")
+
+
+def test_default_missing_file_means_defaults() -> None:
+    config = load(environ={"CAMPUS_ENV": "production", "CAMPUS_SESSION_SECRET": GOOD})
+    assert config.source is None and config.session.store == "memory"
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "prefix", "expected"),
+    [
+        ({"CAMPUS_PORT": "70000"}, "CAMPUS_PORT:", "0..65535"),
+        ({"CAMPUS_PORT": "-1"}, "CAMPUS_PORT:", "0..65535"),
+        ({"CAMPUS_SESSION_IDLE_TIMEOUT": "0"}, "CAMPUS_SESSION_IDLE_TIMEOUT:", "positive"),
+        ({"CAMPUS_SESSION_ABSOLUTE_TIMEOUT": "-5"}, "CAMPUS_SESSION_ABSOLUTE_TIMEOUT:", "positive"),
+        ({"CAMPUS_SESSION_MAX_SESSIONS": "0"}, "CAMPUS_SESSION_MAX_SESSIONS:", "positive"),
+        ({"CAMPUS_LOGIN_MAX_FAILURES": "0"}, "CAMPUS_LOGIN_MAX_FAILURES:", "positive"),
+        ({"CAMPUS_LOGIN_WINDOW": "0"}, "CAMPUS_LOGIN_WINDOW:", "positive"),
+        ({"CAMPUS_REDIS_TIMEOUT": "0"}, "CAMPUS_REDIS_TIMEOUT:", "positive"),
+        ({"CAMPUS_STORE": "disk"}, "CAMPUS_STORE:", "memory or redis"),
+        ({"CAMPUS_SESSION_SAME_SITE": "loose"}, "CAMPUS_SESSION_SAME_SITE:", "strict, lax or none"),
+        ({"CAMPUS_REDIS_URL": "http://db:6379"}, "CAMPUS_REDIS_URL:", "scheme"),
+        ({"CAMPUS_REDIS_URL": "localhost:6379"}, "CAMPUS_REDIS_URL:", "scheme"),
+        ({"CAMPUS_SESSION_COOKIE_NAME": ""}, "CAMPUS_SESSION_COOKIE_NAME:", "cookie name"),
+        ({"CAMPUS_SESSION_COOKIE_NAME": "a b"}, "CAMPUS_SESSION_COOKIE_NAME:", "cookie name"),
+        ({"CAMPUS_SESSION_COOKIE_NAME": "a;b=c"}, "CAMPUS_SESSION_COOKIE_NAME:", "cookie name"),
+        ({"CAMPUS_EXPRESS_COOKIE_NAME": "x,y"}, "CAMPUS_EXPRESS_COOKIE_NAME:", "cookie name"),
+        ({"CAMPUS_SESSION_DOMAIN": "a.example; x"}, "CAMPUS_SESSION_DOMAIN:", "host name"),
+        ({"CAMPUS_SERVER_ALLOWED_ORIGINS": "https://a.example/"}, "CAMPUS_SERVER_", "scheme://"),
+        ({"CAMPUS_USERS_FILE": ""}, "CAMPUS_USERS_FILE:", "empty"),
+        ({"CAMPUS_SESSION_SECRET": ""}, "CAMPUS_SESSION_SECRET:", "at least one secret"),
+    ],
+)
+def test_validation(environ: dict[str, str], prefix: str, expected: str) -> None:
+    message = error(environ=environ)
+    assert message.startswith(prefix)
+    assert expected in message
+
+
+def test_validation_names_the_file_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", "[session]\nidle_timeout = -1\n")
+    assert error(config_file=path) == f"{path}: session.idle_timeout: must be positive, got -1"
+
+
+def test_port_flag_is_validated_and_zero_allowed() -> None:
+    assert error(port=65536).startswith("--port:")
+    assert load(environ={}, port=0).server.port == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://:pw@db:6380/1", "unix:///run/redis.sock"]
+)
+def test_redis_url_schemes(url: str) -> None:
+    assert load(environ={"CAMPUS_REDIS_URL": url}).redis.url == url
+
+
+def test_empty_secret_in_a_file_list(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", f'[session]\nsecret = ["{GOOD}", ""]\n')
+    assert error(config_file=path) == f"{path}: session.secret: a secret is empty"
+    path = write(tmp_path / "e.toml", '[express]\nsecrets = [""]\n')
+    assert error(config_file=path).startswith(f"{path}: express.secrets:")
+
+
+# --- production secrets ------------------------------------------------------------------
+
+PRODUCTION_LINE = (
+    "production needs CAMPUS_SESSION_SECRET: at least 32 characters, not the development default"
+)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [None, DEV_SECRET, "short-secret", f"{GOOD},short-secret", f"{GOOD},{DEV_SECRET}"],
+)
+def test_production_refuses_bad_secrets(secret: str | None) -> None:
+    environ = {"CAMPUS_ENV": "production"}
+    if secret is not None:
+        environ["CAMPUS_SESSION_SECRET"] = secret
+    message = error(environ=environ)
+    assert message.startswith(PRODUCTION_LINE)
+    for part in filter(None, (secret or "").split(",")):
+        assert part not in message
+
+
+def test_production_refuses_dev_secret_from_a_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.toml", f'[session]\nsecret = "{DEV_SECRET}"\n')
+    message = error(environ={"CAMPUS_ENV": "production"}, config_file=path)
+    assert message.startswith(PRODUCTION_LINE) and path in message
+    assert DEV_SECRET not in message
+
+
+def test_production_accepts_two_long_secrets_first_signs() -> None:
+    config = load(environ={"CAMPUS_SESSION_SECRET": f"{GOOD},{OTHER}"}, env="production")
+    assert config.production and config.session.secret == (GOOD, OTHER)
+    assert config.session.secret[0] == GOOD
+
+
+# --- cookie rules ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "prefix"),
+    [
+        ({"CAMPUS_SESSION_COOKIE_NAME": "__Host-sid"}, "CAMPUS_SESSION_COOKIE_NAME:"),
+        (
+            {"CAMPUS_SESSION_COOKIE_NAME": "__Host-sid", "CAMPUS_SESSION_SECURE": "false"},
+            "CAMPUS_SESSION_COOKIE_NAME:",
+        ),
+        (
+            {
+                "CAMPUS_SESSION_COOKIE_NAME": "__Host-sid",
+                "CAMPUS_SESSION_SECURE": "true",
+                "CAMPUS_SESSION_DOMAIN": "a.example",
+            },
+            "CAMPUS_SESSION_COOKIE_NAME:",
+        ),
+        ({"CAMPUS_SESSION_COOKIE_NAME": "__Secure-sid"}, "CAMPUS_SESSION_COOKIE_NAME:"),
+        ({"CAMPUS_SESSION_SAME_SITE": "none"}, "CAMPUS_SESSION_SAME_SITE:"),
+        (
+            {"CAMPUS_SESSION_SAME_SITE": "None", "CAMPUS_SESSION_SECURE": "false"},
+            "CAMPUS_SESSION_SAME_SITE:",
+        ),
+    ],
+)
+def test_cookie_rules_refuse(environ: dict[str, str], prefix: str) -> None:
+    assert error(environ=environ).startswith(prefix)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"CAMPUS_SESSION_COOKIE_NAME": "__Host-sid", "CAMPUS_SESSION_SECURE": "true"},
+        {
+            "CAMPUS_SESSION_COOKIE_NAME": "__Secure-sid",
+            "CAMPUS_SESSION_SECURE": "true",
+            "CAMPUS_SESSION_DOMAIN": "a.example",
+        },
+        {"CAMPUS_SESSION_SAME_SITE": "none", "CAMPUS_SESSION_SECURE": "true"},
+    ],
+)
+def test_cookie_rules_accept(environ: dict[str, str]) -> None:
+    load(environ=environ)
+
+
+def test_cookie_rule_names_where_secure_came_from(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", '[session]\nsecure = false\nsame_site = "none"\n')
+    message = error(config_file=path)
+    assert message.startswith(f"{path}: session.same_site: SameSite=None needs session.secure")
+    assert f"({path}: session.secure)" in message
+
+
+# --- messages never carry secrets --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"CAMPUS_ENV": "production", "CAMPUS_SESSION_SECRET": "tiny-secret-value"},
+        {"CAMPUS_ENV": "production", "CAMPUS_SESSION_SECRET": f"{GOOD},tiny-secret-value"},
+        {"CAMPUS_SESSION_SECRET": "tiny-secret-value", "CAMPUS_PORT": "x"},
+        {"CAMPUS_EXPRESS_SECRETS": "tiny-secret-value,,", "CAMPUS_SESSION_SAME_SITE": "none"},
+        {"CAMPUS_REDIS_URL": "http://:tiny-secret-value@db:6379/0"},
+    ],
+)
+def test_errors_never_show_secrets(environ: dict[str, str]) -> None:
+    message = error(environ=environ)
+    assert "tiny-secret-value" not in message and GOOD not in message
+
+
+def test_file_type_errors_never_show_secrets(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", '[session]\nsecret = ["tiny-secret-value", 1]\n')
+    assert "tiny-secret-value" not in error(config_file=path)
+    path = write(tmp_path / "d.toml", '[express]\nsecrets = {value = "tiny-secret-value"}\n')
+    assert "tiny-secret-value" not in error(config_file=path)
+
+
+# --- the shipped files -------------------------------------------------------------------
+
+
+def test_shipped_development_file_parses() -> None:
+    path = str(REPO / "config/development.toml")
+    config = load(environ={}, config_file=path)
+    assert config == dataclasses.replace(Config(), source=path)  # it spells out the defaults
+
+
+def test_shipped_production_file_parses() -> None:
+    path = str(REPO / "config/production.toml")
+    config = load(environ={"CAMPUS_SESSION_SECRET": GOOD}, env="production", config_file=path)
+    assert config.session.store == "redis" and config.session.secure is True
+    assert config.users.file == "/etc/campus/users.json"
+    assert config.redis.url == "redis://127.0.0.1:6379/0"
+    assert error(env="production", config_file=path).startswith(PRODUCTION_LINE)
+
+
+def test_shipped_env_example_needs_only_a_secret() -> None:
+    environ: dict[str, str] = {}
+    for line in (REPO / "config/campus.env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            environ[name] = value
+    assert environ["CAMPUS_ENV"] == "production"
+    production = str(REPO / "config/production.toml")
+    assert error(environ=environ, config_file=production).startswith(PRODUCTION_LINE)
+    config = load(environ={**environ, "CAMPUS_SESSION_SECRET": GOOD}, config_file=production)
+    assert config.production and config.users.file == environ["CAMPUS_USERS_FILE"]
