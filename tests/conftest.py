@@ -1,0 +1,195 @@
+"""Shared fixtures: our own redis-server on a free port, a controllable clock, apps to test.
+
+Nothing here touches the Redis that may already listen on 6379: the suite starts its own
+``redis-server`` (from PATH) and flushes only that one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import argon2
+import pytest
+import redis
+import tornado.web
+
+from campus.app import make_app
+from campus.config import Config, RedisConfig, SessionConfig, UsersConfig
+from campus.server import build_sessions
+from campus.services import Services
+from campus.session.store import SessionStore
+from campus.session.stores.memory import MemoryStore
+from campus.session.stores.redis import RedisStore, connect
+from campus.users import UserDirectory
+
+REPO = Path(__file__).resolve().parent.parent
+CHEAP_HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+PASSWORD = "correct horse battery staple"
+USERS = [
+    {"email": "ann@campus.test", "name": "Ann", "roles": ["student"]},
+    {"email": "bob@campus.test", "name": "Bob", "roles": ["staff"]},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server process of the test suite's own."""
+
+    def __init__(self, directory: Path, *extra: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not on PATH (.ci/run installs Debian's redis-server)")
+        self.binary, self.directory, self.extra = binary, directory, extra
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2)
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.directory), "--save", "", "--appendonly", "no", *self.extra]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client().ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_db(redis_server: RedisServer) -> redis.Redis:
+    """A synchronous client of our own redis-server, emptied for this test."""
+    client = redis_server.client()
+    client.flushall()
+    return client
+
+
+class FakeClock:
+    """Real time plus an offset the test can push forward (Redis TTLs stay real)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A users file whose hashes are cheap to verify (the real cost is for production)."""
+    path = tmp_path_factory.mktemp("users") / "users.json"
+    records = [{**user, "password_hash": CHEAP_HASHER.hash(PASSWORD)} for user in USERS]
+    path.write_text(json.dumps(records))
+    return path
+
+
+def make_config(
+    users_file: Path, store: str = "memory", redis_url: str = "", **session: Any
+) -> Config:
+    config = Config(users=UsersConfig(file=str(users_file)))
+    redis_config = RedisConfig(url=redis_url) if redis_url else config.redis
+    return dataclasses.replace(
+        config,
+        session=dataclasses.replace(SessionConfig(), store=store, **session),  # type: ignore[arg-type]
+        redis=redis_config,
+    )
+
+
+def make_store(config: Config, clock: Callable[[], float]) -> SessionStore:
+    if config.session.store == "redis":
+        client = connect(config.redis.url, timeout=config.redis.timeout)
+        return RedisStore(client, prefix=config.redis.prefix, clock=clock)
+    return MemoryStore(max_sessions=config.session.max_sessions, clock=clock)
+
+
+def make_services(config: Config, clock: Callable[[], float]) -> Services:
+    store = make_store(config, clock)
+    sessions = build_sessions(config, store, clock=clock)
+    return Services(config=config, sessions=sessions, users=UserDirectory.load(config.users.file))
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def config(request: pytest.FixtureRequest, users_file: Path) -> Config:
+    """Memory store by default; tests that take ``store_kind`` run against both stores.
+
+    ``@pytest.mark.session_config(key=value, ...)`` overrides [session] settings for a test.
+    """
+    marker = request.node.get_closest_marker("session_config")
+    overrides = marker.kwargs if marker else {}
+    kind = (
+        request.getfixturevalue("store_kind") if "store_kind" in request.fixturenames else "memory"
+    )
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        request.getfixturevalue("redis_db")
+        return make_config(users_file, "redis", server.url, **overrides)
+    return make_config(users_file, **overrides)
+
+
+@pytest.fixture
+def services(config: Config, clock: FakeClock) -> Services:
+    return make_services(config, clock)
+
+
+@pytest.fixture
+def app(services: Services) -> tornado.web.Application:
+    return make_app(services, root=str(REPO))
+
+
+def session_cookie(response: Any, name: str = "campus.sid") -> str | None:
+    """The value a response sets for the session cookie ('' when it clears it), or None."""
+    for header in response.headers.get_list("Set-Cookie"):
+        cookie_name, _, rest = header.partition("=")
+        if cookie_name == name:
+            return rest.split(";", 1)[0].strip('"')
+    return None

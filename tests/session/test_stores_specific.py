@@ -1,0 +1,147 @@
+"""What only one store promises: the memory store's bound, Redis's hashed keys and costs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import redis
+
+from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
+from campus.session.stores.memory import MemoryStore
+from campus.session.stores.redis import RedisStore, connect
+from tests.conftest import FakeClock, RedisServer
+
+pytestmark = pytest.mark.gen_test
+
+
+def record(clock: FakeClock, user: str | None = None) -> SessionRecord:
+    return SessionRecord(encode_values({"user": {"email": user}}), int(clock()) + 3600, user)
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+async def test_memory_store_is_bounded_and_evicts_the_least_recently_used(clock: FakeClock) -> None:
+    store = MemoryStore(max_sessions=100, clock=clock)
+    first = new_session_id()
+    await store.create(first, record(clock), ttl=60)
+    ids = [new_session_id() for _ in range(99)]
+    for sid in ids:
+        await store.create(sid, record(clock), ttl=60)
+    assert await store.load(first, touch=60) is not None  # now the most recently used
+    for _ in range(50):
+        await store.create(new_session_id(), record(clock), ttl=60)
+    assert len(store) == 100
+    assert await store.load(first, touch=None) is not None
+    assert all([await store.load(sid, touch=None) is None for sid in ids[:50]])
+    assert await store.load(ids[50], touch=None) is not None
+
+
+async def test_memory_store_never_returns_expired_records_and_sweeps_them(clock: FakeClock) -> None:
+    store = MemoryStore(max_sessions=1000, clock=clock)
+    old = [new_session_id() for _ in range(10)]
+    for sid in old:
+        await store.create(sid, record(clock), ttl=60)
+    clock.advance(30)
+    fresh = new_session_id()
+    await store.create(fresh, record(clock), ttl=60)
+    clock.advance(31)
+    assert await store.load(old[0], touch=60) is None
+    assert store.sweep() == 9
+    assert len(store) == 1 and await store.load(fresh, touch=None) is not None
+
+
+async def test_memory_store_keeps_json_text_like_a_remote_store(clock: FakeClock) -> None:
+    store = MemoryStore(max_sessions=10, clock=clock)
+    sid = new_session_id()
+    data = {"cart": [1, 2]}
+    await store.create(sid, SessionRecord(encode_values(data), int(clock()) + 60, None), ttl=60)
+    data["cart"].append(3)  # the caller's objects are not the stored ones
+    loaded = await store.load(sid, touch=None)
+    assert loaded is not None and loaded.decoded() == {"cart": [1, 2]}
+    assert isinstance(store._entries[sid].raw, str)
+
+
+# -- redis --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_store(redis_server: RedisServer, redis_db: redis.Redis, clock: FakeClock) -> RedisStore:
+    return RedisStore(connect(redis_server.url, timeout=1.0), prefix="campus:", clock=clock)
+
+
+async def test_redis_keys_are_prefixed_hashes_and_no_raw_id_is_stored(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    sid = new_session_id()
+    await redis_store.create(sid, record(clock, "ann@campus.test"), ttl=60)
+    await redis_store.update(sid, encode_values({"x": 1}), [], ttl=60, user="ann@campus.test")
+    expected = "campus:" + hashlib.sha256(sid.encode()).hexdigest()
+    keys = sorted(k.decode() for k in redis_db.keys("*"))
+    user_index = "campus:user:" + hashlib.sha256(b"ann@campus.test").hexdigest()
+    assert keys == sorted([expected, user_index])
+    dump = b"".join(redis_db.dump(k) or b"" for k in keys) + str(keys).encode()
+    assert sid.encode() not in dump
+
+
+async def test_redis_ttl_is_the_idle_timeout_and_a_read_pushes_it(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    sid = new_session_id()
+    await redis_store.create(sid, record(clock), ttl=100)
+    assert 99_000 < redis_db.pttl(redis_store.key(sid)) <= 100_000
+    await redis_store.load(sid, touch=1800)
+    assert 1_799_000 < redis_db.pttl(redis_store.key(sid)) <= 1_800_000
+    await redis_store.load(sid, touch=None)  # rolling off: a read leaves the TTL alone
+    assert redis_db.pttl(redis_store.key(sid)) <= 1_800_000
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): value["calls"]
+        for name, value in stats.items()
+        if not name.startswith(("cmdstat_info", "cmdstat_config"))
+    }
+
+
+async def test_a_read_costs_exactly_one_redis_command(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    sid = new_session_id()
+    await redis_store.create(sid, record(clock), ttl=60)
+    redis_db.config_resetstat()
+    assert await redis_store.load(sid, touch=60) is not None
+    assert command_calls(redis_db) == {"getex": 1}
+
+
+async def test_a_write_is_one_script_call(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    sid = new_session_id()
+    await redis_store.create(sid, record(clock), ttl=60)
+    redis_db.config_resetstat()
+    assert await redis_store.update(sid, encode_values({"x": 1}), [], ttl=60, user=None)
+    calls = command_calls(redis_db)
+    # One round trip from us; inside the script Redis counts the GET and SET it runs.
+    assert calls.pop("evalsha") == 1
+    assert calls == {"get": 1, "set": 1}
+
+
+async def test_redis_store_recovers_after_a_restart(tmp_path: Path, clock: FakeClock) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    store = RedisStore(connect(server.url, timeout=0.5), clock=clock)
+    sid = new_session_id()
+    await store.create(sid, record(clock), ttl=60)
+    server.stop()
+    with pytest.raises(StoreUnavailable):
+        await store.load(sid, touch=60)
+    server.start()  # same port, empty (no persistence): the pool must reconnect by itself
+    assert await store.load(sid, touch=60) is None
+    await store.create(sid, record(clock), ttl=60)
+    assert await store.load(sid, touch=60) is not None
+    await store.close()
+    server.stop()
