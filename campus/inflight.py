@@ -2,7 +2,9 @@
 
 Tornado's ``close_all_connections()`` closes every connection, busy or idle. To drain, we
 count each request from its start until its response is finished (or its connection
-dropped), by wrapping the connection object the handler finishes on.
+dropped), by wrapping the connection object the handler finishes on. A request counts from
+its headers: Tornado asks for the next request's delegate as soon as a keep-alive
+connection is free, long before (and whether or not) another request arrives.
 """
 
 from __future__ import annotations
@@ -51,8 +53,12 @@ class _Request:
     def __init__(self, conn: httputil.HTTPConnection, tracker: InFlight) -> None:
         self._conn = conn
         self._tracker = tracker
-        self._open = True
-        tracker.count += 1
+        self._open = False
+
+    def started(self) -> None:
+        if not self._open:
+            self._open = True
+            self._tracker.count += 1
 
     def done(self) -> None:
         if self._open:
@@ -77,6 +83,7 @@ class _Delegate(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Any:
+        self.request.started()
         return self.inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:

@@ -1,0 +1,241 @@
+"""The real process: `python -m campus` as an operator runs it, in both environments."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from campus.config import DEV_SECRET
+from tests.conftest import PASSWORD, REPO, RedisServer, free_port
+
+SECRET = "s3cret-" * 8
+
+
+def campus_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
+    env.update(extra)
+    return env
+
+
+class Campus:
+    """A campus server process on a free port."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "campus", "--port", str(self.port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.cookie = ""
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.request("/healthz")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(self.stop()) from None
+                time.sleep(0.05)
+
+    def request(self, path: str, body: Any = None) -> tuple[int, dict[str, Any], Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Cookie": f"campus.sid={self.cookie}"} if self.cookie else {},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                status, headers, raw = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            status, headers, raw = exc.code, exc.headers, exc.read()
+        for header in headers.get_all("Set-Cookie") or []:
+            if header.startswith("campus.sid="):
+                self.cookie = header.split(";", 1)[0].removeprefix("campus.sid=").strip('"')
+        return status, dict(headers), json.loads(raw) if raw.startswith(b"{") else raw
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(15)
+        assert self.process.stdout is not None
+        return self.process.stdout.read().decode()
+
+
+@pytest.fixture
+def production(
+    users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
+) -> Iterator[Campus]:
+    env = campus_env(
+        CAMPUS_ENV="production",
+        CAMPUS_SESSION_SECRET=SECRET,
+        CAMPUS_REDIS_URL=redis_server.url,
+        CAMPUS_USERS_FILE=str(users_file),
+    )
+    server = Campus(env)
+    yield server
+    server.stop()
+
+
+def test_development_serves_the_demo_account_from_memory() -> None:
+    server = Campus(campus_env())
+    try:
+        assert server.request("/healthz")[2] == {"status": "ok", "store": "memory"}
+        status, _, body = server.request(
+            "/login", {"email": "demo@campus.test", "password": "campus-demo"}
+        )
+        assert status == 200 and body["user"]["email"] == "demo@campus.test"
+        assert server.request("/api/me")[2] == body
+        assert server.request("/logout")[:1] == (200,)
+        assert server.request("/api/me")[0] == 401
+    finally:
+        log = server.stop(signal.SIGINT)
+    assert server.process.returncode == 0
+    assert "listening on http://127.0.0.1:" in log
+    assert "Traceback" not in log
+
+
+def test_production_serves_the_same_from_redis(production: Campus, redis_db: redis.Redis) -> None:
+    assert production.request("/healthz")[2] == {"status": "ok", "store": "redis"}
+    status, _, body = production.request(
+        "/login", {"email": "ann@campus.test", "password": PASSWORD}
+    )
+    assert status == 200 and body == {
+        "user": {"email": "ann@campus.test", "name": "Ann", "roles": ["student"]}
+    }
+    assert len(redis_db.keys("campus:*")) == 2  # the session and Ann's index
+    redis_db.config_resetstat()
+    assert production.request("/api/me")[2] == body
+    stats = redis_db.info("commandstats")
+    calls = {
+        k: v["calls"]
+        for k, v in stats.items()
+        if not k.startswith(("cmdstat_info", "cmdstat_config"))
+    }
+    assert calls == {"cmdstat_getex": 1}  # a read-only request: one Redis command
+    assert production.request("/logout")[0] == 200
+    assert production.request("/api/me")[0] == 401
+    assert redis_db.keys("campus:*") == [redis_db.keys("campus:user:*")[0]]
+
+
+def test_sigterm_exits_zero_and_closes_cleanly(production: Campus) -> None:
+    log = production.stop(signal.SIGTERM)
+    assert production.process.returncode == 0
+    assert "stopped" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [None, DEV_SECRET, "short-secret", f"{SECRET},short"],
+    ids=["missing", "development-default", "short", "one-of-several-short"],
+)
+def test_production_refuses_a_bad_secret_with_one_line(secret: str | None) -> None:
+    env = campus_env(CAMPUS_ENV="production")
+    if secret is not None:
+        env["CAMPUS_SESSION_SECRET"] = secret
+    result = subprocess.run(
+        [sys.executable, "-m", "campus", "--port", str(free_port())],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CAMPUS_SESSION_SECRET" in lines[0], result.stderr
+    assert secret is None or secret not in result.stderr or len(secret) < 13
+
+
+def test_production_with_the_memory_store_warns(users_file: Path) -> None:
+    env = campus_env(
+        CAMPUS_ENV="production",
+        CAMPUS_SESSION_SECRET=SECRET,
+        CAMPUS_STORE="memory",
+        CAMPUS_USERS_FILE=str(users_file),
+    )
+    server = Campus(env)
+    log = server.stop()
+    assert "memory store is per-process" in log and "not for production" in log
+
+
+def test_a_plaintext_password_in_the_users_file_refuses_to_start(tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps([{"email": "a@b.c", "password": "hunter2"}]))
+    result = subprocess.run(
+        [sys.executable, "-m", "campus", "--port", str(free_port())],
+        cwd=REPO,
+        env=campus_env(CAMPUS_USERS_FILE=str(users)),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode != 0
+    assert "plaintext" in result.stderr and "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content, key",
+    [
+        ("[session\nidle_timeout = 5", "development.toml"),
+        ("[session]\nidle_timout = 5\n", "session.idle_timout"),
+        ('[session]\nidle_timeout = "soon"\n', "session.idle_timeout"),
+        ("[bogus]\nx = 1\n", "bogus"),
+    ],
+    ids=["syntax", "unknown-key", "wrong-type", "unknown-section"],
+)
+def test_a_broken_config_file_is_one_line_naming_file_and_key(
+    tmp_path: Path, content: str, key: str
+) -> None:
+    config = tmp_path / "development.toml"
+    config.write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "campus", "--config", str(config)],
+        cwd=REPO,
+        env=campus_env(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(config) in lines[0] and key in lines[0], result.stderr
+
+
+def test_sigterm_lets_a_request_in_flight_finish(production: Campus) -> None:
+    import socket
+
+    body = json.dumps({"email": "ann@campus.test", "password": PASSWORD}).encode()
+    head = (
+        f"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: application/json\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", production.port), timeout=10) as sock:
+        sock.sendall(head + body[:10])  # the request is in flight: half its body sent
+        time.sleep(0.3)
+        production.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert production.process.poll() is None  # still draining
+        sock.sendall(body[10:])
+        response = sock.recv(65536)
+    assert response.startswith(b"HTTP/1.1 200 OK")
+    production.process.wait(10)
+    assert production.process.returncode == 0
+    # and it no longer accepts new connections
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", production.port), timeout=1).close()
