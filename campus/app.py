@@ -10,24 +10,25 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 
 from campus.handlers.auth import LoginHandler, LogoutHandler, MeHandler
-from campus.handlers.health import ApiNotFoundHandler, HealthHandler
+from campus.handlers.base import NotFoundHandler
+from campus.handlers.health import HealthHandler
 from campus.handlers.spa import FrontendHandler
 from campus.services import Services
 
 
 class MethodPath(PathMatches):
-    """A path that routes only these methods; others fall through to the next rule.
+    """A path that routes every method but *exclude*; those fall through to the next rule.
 
     That is how ``GET /login`` reaches the SPA shell (a client-side route) while
-    ``POST /login`` reaches the API.
+    ``POST /login`` — and a wrong method, answered 405 with the API's headers — reach the API.
     """
 
-    def __init__(self, path: str, methods: set[str]) -> None:
+    def __init__(self, path: str, *, exclude: set[str]) -> None:
         super().__init__(path)
-        self.methods = methods
+        self.exclude = exclude
 
     def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
-        if request.method not in self.methods:
+        if request.method in self.exclude:
             return None
         return super().match(request)
 
@@ -36,10 +37,10 @@ def make_app(services: Services, *, root: str = ".", **settings: Any) -> tornado
     """The Tornado application; *root* holds static/ and dist/."""
     roots = [os.path.join(root, "static"), os.path.join(root, "dist")]
     rules: list[Any] = [
-        Rule(MethodPath("/login", {"POST"}), LoginHandler),
-        Rule(MethodPath("/logout", {"GET", "POST"}), LogoutHandler),
+        Rule(MethodPath("/login", exclude={"GET", "HEAD"}), LoginHandler),
+        (r"/logout", LogoutHandler),
         (r"/api/me", MeHandler),
-        (r"/api/.*", ApiNotFoundHandler),
+        (r"/api/.*", NotFoundHandler),
         (r"/healthz", HealthHandler),
         (r"/(.*)", FrontendHandler, {"roots": roots}),
     ]
@@ -47,6 +48,7 @@ def make_app(services: Services, *, root: str = ".", **settings: Any) -> tornado
         rules,
         services=services,
         session_manager=services.sessions,
+        default_handler_class=NotFoundHandler,  # e.g. "GET *" or an absolute-form target
         xsrf_cookies=False,  # Origin checks and SameSite do that job for a JSON API
         **settings,
     )

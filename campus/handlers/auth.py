@@ -61,7 +61,7 @@ def _credentials(body: bytes) -> tuple[str, str]:
     """The email and password from a login body, or a 400 that says what is wrong."""
     try:
         payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[..." nests too deep
         raise ApiError(400, "Body must be JSON") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "Body must be a JSON object")

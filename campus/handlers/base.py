@@ -89,3 +89,10 @@ class BaseHandler(JsonErrorsMixin, RequestHandler):
             if hop:
                 return hop
         return self.request.remote_ip or ""
+
+
+class NotFoundHandler(BaseHandler):
+    """Any /api/ path nobody serves, or a target no route matches: a JSON 404."""
+
+    def prepare(self) -> None:
+        raise ApiError(404, "Not found")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from campus.handlers.base import ApiError, BaseHandler
+from campus.handlers.base import BaseHandler
 from campus.session import StoreUnavailable
 
 
@@ -25,10 +25,3 @@ class HealthHandler(BaseHandler):
             )
             return
         self.write({"status": "ok", "store": store.name})
-
-
-class ApiNotFoundHandler(BaseHandler):
-    """Any /api/ path nobody serves: a JSON 404 whatever the method."""
-
-    def prepare(self) -> None:
-        raise ApiError(404, "Not found")

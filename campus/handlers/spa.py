@@ -55,6 +55,13 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
         self.root, relative = found
         await super().get(relative, include_body)
 
+    def compute_etag(self) -> str | None:
+        # Size and mtime, like nginx: StaticFileHandler's content hash is cached for the life of
+        # the process, so a shell rebuilt in place would keep answering 304 to stale copies.
+        assert self.absolute_path is not None
+        stat = os.stat(self.absolute_path)
+        return f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+
     def set_extra_headers(self, path: str) -> None:
         if self.root == self.dist and path == SHELL:
             self.set_header("Cache-Control", "no-cache")

@@ -69,15 +69,15 @@ class SessionMixin(RequestHandler):
         return self._session_loaded.session
 
     async def prepare(self) -> None:
-        await self.load_session()
-
-    async def load_session(self) -> None:
-        """Load the session the cookie names (a new one if none). 503 if the store is down."""
-        manager = self.session_manager
         try:
-            loaded = await manager.load(self.get_cookie(manager.cookie.name))
+            await self.load_session()
         except StoreUnavailable as exc:
             raise HTTPError(503, "session store unavailable: %s", exc) from None
+
+    async def load_session(self) -> None:
+        """Load the session the cookie names (a new one if none); may raise StoreUnavailable."""
+        manager = self.session_manager
+        loaded = await manager.load(self.get_cookie(manager.cookie.name))
         self._session_loaded = loaded
         self._session_state = _State.LOADED
 
