@@ -23,6 +23,7 @@ from tornado.netutil import bind_sockets
 from campus.app import make_app
 from campus.config import Config
 from campus.inflight import InFlight
+from campus.sdnotify import notify
 from campus.services import Services
 from campus.session import CookiePolicy, CookieSigner, SessionManager, SessionPolicy
 from campus.session.store import Clock, SessionStore
@@ -145,6 +146,8 @@ async def _serve(services: Services) -> int:
         config.server.host,
         port,
     )
+    # Only now: systemd starts units ordered after us, and a proxy may route to us, once READY.
+    notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,6 +156,7 @@ async def _serve(services: Services) -> int:
     await stop.wait()
 
     log.info("shutting down: no new connections, %d request(s) in flight", in_flight.count)
+    notify("STOPPING=1", f"STATUS=draining {in_flight.count} request(s)")
     server.stop()
     if sweeper is not None:
         sweeper.stop()
