@@ -9,6 +9,7 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 
+from campus.accesslog import log_request
 from campus.handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from campus.handlers.base import NotFoundHandler
 from campus.handlers.health import HealthHandler
@@ -36,6 +37,7 @@ class MethodPath(PathMatches):
 def make_app(services: Services, *, root: str = ".", **settings: Any) -> tornado.web.Application:
     """The Tornado application; *root* holds static/ and dist/."""
     roots = [os.path.join(root, "static"), os.path.join(root, "dist")]
+    settings.setdefault("log_function", log_request)
     rules: list[Any] = [
         Rule(MethodPath("/login", exclude={"GET", "HEAD"}), LoginHandler),
         (r"/logout", LogoutHandler),

@@ -6,6 +6,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
+from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
 from campus.services import Services
@@ -26,6 +27,16 @@ def _default_message(status_code: int) -> str:
     except ValueError:
         return "Error"
     return _DEFAULT_MESSAGES.get(status, status.phrase)
+
+
+def client_address(request: HTTPServerRequest, *, trust_proxy: bool) -> str:
+    """The client's address; behind a trusted proxy, the one it appended last."""
+    if trust_proxy:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        hop = forwarded.rsplit(",", 1)[-1].strip()
+        if hop:
+            return hop
+    return request.remote_ip or ""
 
 
 class ApiError(HTTPError):
@@ -49,6 +60,10 @@ class JsonErrorsMixin(RequestHandler):
             self.set_header("Retry-After", str(RETRY_AFTER))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps({"errorMessage": message}))
+
+    def _request_summary(self) -> str:
+        # Tornado's error log lines use this; the query string may hold a client's secrets.
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
 
 class BaseHandler(JsonErrorsMixin, RequestHandler):
@@ -83,12 +98,7 @@ class BaseHandler(JsonErrorsMixin, RequestHandler):
 
     def client_address(self) -> str:
         """The client's address; behind a trusted proxy, the one it appended last."""
-        if self.services.config.server.trust_proxy:
-            forwarded = self.request.headers.get("X-Forwarded-For", "")
-            hop = forwarded.rsplit(",", 1)[-1].strip()
-            if hop:
-                return hop
-        return self.request.remote_ip or ""
+        return client_address(self.request, trust_proxy=self.services.config.server.trust_proxy)
 
 
 class NotFoundHandler(BaseHandler):

@@ -1,0 +1,136 @@
+"""One access-log line per request; no session id, password or secret in any log line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+import tornado.web
+from tornado.httpclient import HTTPResponse
+from tornado.web import decode_signed_value
+
+from campus.accesslog import MAX_PATH, printable
+from campus.app import make_app
+from campus.config import Config, ServerConfig
+from campus.services import Services
+from tests.conftest import PASSWORD, REPO, FakeClock, RedisServer, make_services
+from tests.test_server import SECRET, Campus, campus_env
+
+WRONG = "Tr0ub4dor&3-not-it"
+LINE = re.compile(r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+)" (?P<status>\d{3}) [0-9.]+ms')
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
+    lines = []
+    for record in caplog.records:
+        if record.name == "campus.access":
+            match = LINE.fullmatch(record.getMessage())
+            assert match, record.getMessage()
+            lines.append(match.groupdict())
+    return lines
+
+
+async def fetch(http_client: Any, base_url: str, path: str, **kwargs: Any) -> HTTPResponse:
+    response: HTTPResponse = await http_client.fetch(base_url + path, raise_error=False, **kwargs)
+    return response
+
+
+@pytest.mark.gen_test
+async def test_one_line_per_request_with_method_path_status(
+    http_client: Any, base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    body = json.dumps({"email": "ann@campus.test", "password": PASSWORD})
+    requests = [
+        ("/healthz", "GET", None, 200),
+        ("/api/me?token=hunter2", "GET", None, 401),
+        ("/login", "POST", body, 200),
+        ("/missing.js", "GET", None, 404),
+        ("/courses/42", "GET", None, 200),
+        ("/logout", "DELETE", None, 405),
+    ]
+    for path, method, payload, status in requests:
+        response = await fetch(http_client, base_url, path, method=method, body=payload)
+        assert response.code == status
+    lines = access_lines(caplog)
+    expected = [(m, p.split("?")[0], str(s)) for p, m, _, s in requests]
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == expected
+    assert {line["client"] for line in lines} == {"127.0.0.1"}
+    assert "hunter2" not in caplog.text and "token=" not in caplog.text
+
+
+@pytest.fixture
+def behind_proxy(config: Config, clock: FakeClock) -> Services:
+    server = ServerConfig(trust_proxy=True)
+    return make_services(dataclasses.replace(config, server=server), clock)
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, services: Services) -> tornado.web.Application:
+    if "behind_proxy" in request.fixturenames:
+        services = request.getfixturevalue("behind_proxy")
+    return make_app(services, root=str(REPO))
+
+
+@pytest.mark.gen_test
+async def test_the_client_address_comes_from_a_trusted_proxy(
+    behind_proxy: Services, http_client: Any, base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    headers = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
+    await fetch(http_client, base_url, "/healthz", headers=headers)
+    assert access_lines(caplog)[0]["client"] == "203.0.113.7"
+
+
+@pytest.mark.gen_test
+async def test_an_untrusted_forwarded_for_is_ignored(
+    http_client: Any, base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await fetch(http_client, base_url, "/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert access_lines(caplog)[0]["client"] == "127.0.0.1"
+
+
+def test_paths_cannot_forge_log_lines_or_flood_them() -> None:
+    assert printable('/a\nb"c\x1b[2J') == '/a\\x0ab"c\\x1b[2J'
+    assert printable("/ü ") == "/\\xfc\\x20"
+    assert len(printable("/" + "a" * 5000)) == MAX_PATH
+
+
+def test_no_session_id_password_or_secret_in_the_process_output(
+    users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    """A real production process, every logger included, during a login/use/logout cycle."""
+    server = Campus(
+        campus_env(
+            CAMPUS_ENV="production",
+            CAMPUS_SESSION_SECRET=SECRET,
+            CAMPUS_REDIS_URL=redis_server.url,
+            CAMPUS_USERS_FILE=str(users_file),
+        )
+    )
+    try:
+        login = {"email": "ann@campus.test", "password": PASSWORD}
+        assert server.request("/login", login)[0] == 200
+        cookie = server.cookie
+        assert server.request(f"/api/me?password={quote(PASSWORD)}")[0] == 200
+        assert server.request("/logout")[0] == 200
+        server.cookie = cookie  # replay the dead cookie: still nothing of it in the logs
+        assert server.request("/api/me")[0] == 401
+        wrong = {"email": "ann@campus.test", "password": WRONG}
+        assert server.request("/login", wrong)[0] == 403
+    finally:
+        output = server.stop()
+    session_id = decode_signed_value(SECRET, "campus.sid", cookie)
+    assert session_id is not None
+    for secret in (cookie, session_id.decode(), PASSWORD, quote(PASSWORD), WRONG, SECRET):
+        assert secret not in output
+    access = [line for line in output.splitlines() if "campus.access" in line]
+    assert len(access) == 1 + 5  # the start-up health check, then our five requests
