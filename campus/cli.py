@@ -167,6 +167,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "sessions":
         from campus.session.store import StoreUnavailable
 
+        if config.session.store != "redis":
+            # A new, empty memory store here would answer "0" and "revoked 0": a lie.
+            raise CliError(
+                "sessions commands need the redis store; the memory store lives inside the"
+                " one server process that holds it (restart that process to drop its sessions)"
+            )
         try:
             return asyncio.run(_sessions(config, args))
         except StoreUnavailable as err:
