@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -86,11 +87,20 @@ class RedisStore:
     name = "redis"
 
     def __init__(
-        self, client: aioredis.Redis, *, prefix: str = "campus:", clock: Clock = time.time
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "campus:",
+        clock: Clock = time.time,
+        timeout: float | None = None,
     ) -> None:
         self._redis = client
         self._prefix = prefix
         self._clock = clock
+        # One deadline per operation, the client's socket timeout by default. Without it a
+        # Redis that accepts connections but never answers costs several socket timeouts
+        # (the connection handshake's replies, then the retry's), not one.
+        self._timeout = timeout if timeout is not None else _socket_timeout(client)
         self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
 
@@ -185,18 +195,27 @@ class RedisStore:
         return max(int((expires - self._clock()) * 1000), 1000)
 
     async def _scan(self, pattern: str) -> Any:
+        keys = aiter(self._redis.scan_iter(match=pattern, count=1000))
+        while True:
+            try:
+                yield await self._call(anext(keys))  # each batch of the scan has the deadline
+            except StopAsyncIteration:
+                return
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
-            async for key in self._redis.scan_iter(match=pattern, count=1000):
-                yield key
-        except (RedisError, OSError, TimeoutError) as exc:
+            async with asyncio.timeout(self._timeout):
+                return await awaitable
+        except TimeoutError:
+            raise StoreUnavailable(f"redis: no answer within {self._timeout}s") from None
+        except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
 
-    @staticmethod
-    async def _call(awaitable: Awaitable[T]) -> T:
-        try:
-            return await awaitable
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from None
+
+def _socket_timeout(client: aioredis.Redis) -> float | None:
+    kwargs: dict[str, Any] = client.get_connection_kwargs()  # type: ignore[no-untyped-call]
+    timeout = kwargs.get("socket_timeout")
+    return float(timeout) if isinstance(timeout, int | float) else None
 
 
 def connect(url: str, *, timeout: float) -> aioredis.Redis:

@@ -1,0 +1,121 @@
+"""The Redis store through outages: a dead server, a hung one, a restart with and without data.
+
+Each test runs its own redis-server (never the suite's shared one), so it can kill it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
+from campus.session.stores.redis import RedisStore, connect
+from tests.conftest import FakeClock, RedisServer
+
+pytestmark = pytest.mark.gen_test
+
+#: Append-only file, fsync'ed on every write: a SIGKILL loses nothing.
+PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
+
+
+def record(clock: FakeClock) -> SessionRecord:
+    return SessionRecord(encode_values({"user": {"email": "ann@campus.test"}}), int(clock()) + 60)
+
+
+def kill(server: RedisServer) -> None:
+    """SIGKILL: no shutdown save, no goodbye to clients; what a crash or OOM kill looks like."""
+    assert server.process is not None
+    server.process.kill()
+    server.process.wait(10)
+    server.process = None
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A port that accepts TCP connections (the kernel's backlog) but never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield sock.getsockname()[1]
+
+
+async def test_a_server_that_never_answers_costs_one_timeout_not_several(
+    black_hole: int, clock: FakeClock
+) -> None:
+    """Without a deadline per operation this took four socket timeouts (handshake + retry)."""
+    store = RedisStore(connect(f"redis://127.0.0.1:{black_hole}/0", timeout=0.5), clock=clock)
+    loop = asyncio.get_running_loop()
+    for operation in (
+        store.load(new_session_id(), touch=60),
+        store.update(new_session_id(), {}, [], ttl=60, user=None),
+        store.ping(),
+        store.count(),
+    ):
+        started = loop.time()
+        with pytest.raises(StoreUnavailable, match=r"no answer within 0\.5s"):
+            await operation
+        assert loop.time() - started < 1.5  # 0.5 s, generously bounded
+    await store.close()
+
+
+async def test_a_pool_of_stale_connections_recovers_on_the_first_request(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Every pooled connection dies with the server; each must be replaced, none reported."""
+    server = RedisServer(tmp_path, *PERSISTENT)
+    server.start()
+    store = RedisStore(connect(server.url, timeout=1.0), clock=clock)
+    try:
+        ids = [new_session_id() for _ in range(10)]
+        await asyncio.gather(*(store.create(sid, record(clock), ttl=60) for sid in ids))
+        loaded = await asyncio.gather(*(store.load(sid, touch=60) for sid in ids))
+        assert all(loaded)  # ten connections in the pool now
+        server.stop()
+        server.start()  # same port, data back from the append-only file
+        loaded = await asyncio.gather(*(store.load(sid, touch=60) for sid in ids))
+        assert all(loaded)
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_killed_with_persistence_on_sessions_survive(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    server = RedisServer(tmp_path, *PERSISTENT)
+    server.start()
+    store = RedisStore(connect(server.url, timeout=1.0), clock=clock)
+    try:
+        sid = new_session_id()
+        await store.create(sid, record(clock), ttl=60)
+        kill(server)
+        with pytest.raises(StoreUnavailable):
+            await store.load(sid, touch=60)
+        server.start()
+        loaded = await store.load(sid, touch=60)
+        assert loaded is not None and loaded.decoded()["user"]["email"] == "ann@campus.test"
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_killed_without_persistence_sessions_are_gone_but_nothing_breaks(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The contrast that makes the test above mean something: the default loses them."""
+    server = RedisServer(tmp_path)
+    server.start()
+    store = RedisStore(connect(server.url, timeout=1.0), clock=clock)
+    try:
+        sid = new_session_id()
+        await store.create(sid, record(clock), ttl=60)
+        kill(server)
+        server.start()
+        assert await store.load(sid, touch=60) is None
+    finally:
+        await store.close()
+        server.stop()
