@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +42,11 @@ class Campus:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+        # Drain the output as it comes: under load the log fills a pipe's 64 KiB, and a server
+        # blocked writing its log looks exactly like a server that hangs.
+        self.output: list[bytes] = []
+        self.reader = threading.Thread(target=self._read_output, daemon=True)
+        self.reader.start()
         self.cookie = ""
         deadline = time.monotonic() + 15
         while True:
@@ -68,12 +74,17 @@ class Campus:
                 self.cookie = header.split(";", 1)[0].removeprefix("campus.sid=").strip('"')
         return status, dict(headers), json.loads(raw) if raw.startswith(b"{") else raw
 
+    def _read_output(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
     def stop(self, sig: int = signal.SIGTERM) -> str:
         if self.process.poll() is None:
             self.process.send_signal(sig)
             self.process.wait(15)
-        assert self.process.stdout is not None
-        return self.process.stdout.read().decode()
+        self.reader.join(15)
+        return b"".join(self.output).decode()
 
 
 @pytest.fixture
