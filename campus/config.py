@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from campus.session.stores.redis_url import SCHEMES, parse_redis_url
+
 DEV_SECRET = "campus-development-secret-do-not-use-in-production"
 MIN_SECRET_LENGTH = 32
-# A tuple rather than a hard-coded check so redis+sentinel / redis+cluster can join later.
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = SCHEMES  # redis, rediss, unix, redis+sentinel, redis+cluster
 
 
 class ConfigError(Exception):
@@ -305,6 +306,11 @@ def _check(values: _Values, production: bool) -> None:
         lambda v: urlsplit(v).scheme.lower() in REDIS_SCHEMES,
         f"scheme must be {schemes}",
     )
+    url, where = values["redis"]["url"]
+    try:
+        parse_redis_url(url)  # the shape of Sentinel and Cluster URLs
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}, got {_show(url, 'url')}") from None
     require("users", "file", bool, "must not be empty")
     _check_secrets(values, production)
     _check_cookie(session)

@@ -193,3 +193,29 @@ def session_cookie(response: Any, name: str = "campus.sid") -> str | None:
         if cookie_name == name:
             return rest.split(";", 1)[0].strip('"')
     return None
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real three-master Redis Cluster of the suite's own (tests/redis_topologies.py)."""
+    from tests.redis_topologies import Cluster
+
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Sentinel group (master, replica, Sentinel) of the suite's own."""
+    from tests.redis_topologies import SentinelGroup
+
+    group = SentinelGroup(tmp_path_factory.mktemp("sentinel"))
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()

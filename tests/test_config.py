@@ -349,10 +349,35 @@ def test_port_flag_is_validated_and_zero_allowed() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://127.0.0.1:6379/0", "rediss://:pw@db:6380/1", "unix:///run/redis.sock"]
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://:pw@db:6380/1",
+        "unix:///run/redis.sock",
+        "redis+sentinel://s1:26379,s2:26379,s3/mymaster/0",
+        "redis+sentinel://:pw@[::1]:26379/mymaster",
+        "redis+cluster://n1:7000,n2:7001,n3",
+    ],
 )
 def test_redis_url_schemes(url: str) -> None:
     assert load(environ={"CAMPUS_REDIS_URL": url}).redis.url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis+sentinel://s1:26379", "service_name"),
+        ("redis+sentinel://s1:26379/mymaster/zero", "database must be a number"),
+        ("redis+sentinel://:tiny-secret-value@s1:notaport/m", "bad port"),
+        ("redis+cluster://n1:7000/1", "only database 0"),
+        ("redis+cluster://n1:7000,,n2", "needs a host"),
+        ("redis+shard://n1", "scheme must be"),
+    ],
+)
+def test_bad_sentinel_and_cluster_urls(url: str, expected: str) -> None:
+    message = error(environ={"CAMPUS_REDIS_URL": url})
+    assert message.startswith("CAMPUS_REDIS_URL:") and expected in message
+    assert "tiny-secret-value" not in message
 
 
 def test_empty_secret_in_a_file_list(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ import pytest
 
 from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import FakeClock, RedisServer
+from tests.conftest import FakeClock, RedisServer, free_port
+from tests.redis_topologies import Cluster
 
 pytestmark = pytest.mark.gen_test
 
@@ -22,8 +23,9 @@ pytestmark = pytest.mark.gen_test
 PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
 
 
-def record(clock: FakeClock) -> SessionRecord:
-    return SessionRecord(encode_values({"user": {"email": "ann@campus.test"}}), int(clock()) + 60)
+def record(clock: FakeClock, user: str | None = None) -> SessionRecord:
+    data = encode_values({"user": {"email": "ann@campus.test"}})
+    return SessionRecord(data, int(clock()) + 60, user)
 
 
 def kill(server: RedisServer) -> None:
@@ -119,3 +121,58 @@ async def test_killed_without_persistence_sessions_are_gone_but_nothing_breaks(
     finally:
         await store.close()
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:{0}/0",
+        "redis+sentinel://127.0.0.1:{0},127.0.0.1:{1}/campus/0",
+        "redis+cluster://127.0.0.1:{0},127.0.0.1:{1}",
+    ],
+    ids=["single", "sentinel", "cluster"],
+)
+async def test_nobody_listening_is_store_unavailable_in_every_topology(
+    url: str, clock: FakeClock
+) -> None:
+    store = RedisStore(connect(url.format(free_port(), free_port()), timeout=0.5), clock=clock)
+    loop = asyncio.get_running_loop()
+    for operation in (
+        store.load(new_session_id(), touch=60),
+        store.create(new_session_id(), record(clock), ttl=60),
+        store.delete_user("ann@campus.test"),
+        store.count(),
+        store.ping(),
+    ):
+        started = loop.time()
+        with pytest.raises(StoreUnavailable) as raised:
+            await operation
+        assert loop.time() - started < 1.5
+        # Refused at once and said so, not given up on at the deadline (redis-py's default
+        # retries with backoff would run into it: seconds per call).
+        assert "no answer within" not in str(raised.value)
+    await store.close()
+
+
+async def test_a_cluster_node_dies(tmp_path: Path, clock: FakeClock) -> None:
+    """Keys in its slots (and soon, with the Cluster marked down, all keys) are unavailable."""
+    cluster = Cluster(tmp_path)
+    store = RedisStore(connect(cluster.url, timeout=0.5), clock=clock)
+    try:
+        cluster.start()
+        ids = [new_session_id() for _ in range(20)]  # 20 random slots: all three nodes
+        for sid in ids:
+            await store.create(sid, record(clock, user="ann@campus.test"), ttl=60)
+        kill(cluster.nodes[0])
+        failures = 0
+        for sid in ids:
+            try:
+                await store.load(sid, touch=60)
+            except StoreUnavailable:
+                failures += 1
+        assert failures > 0
+        with pytest.raises(StoreUnavailable):
+            await store.delete_user("ann@campus.test")  # its sessions span every node
+    finally:
+        await store.close()
+        cluster.stop()

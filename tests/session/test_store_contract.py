@@ -25,16 +25,28 @@ pytestmark = pytest.mark.gen_test
 HOUR = 3600
 
 
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "redis-sentinel"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Here also a real Redis Cluster and a real Sentinel group (tests/redis_topologies.py)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def store(
     store_kind: str, clock: FakeClock, request: pytest.FixtureRequest
 ) -> Iterator[SessionStore]:
+    if store_kind == "memory":
+        yield MemoryStore(max_sessions=1000, clock=clock)
+        return
     if store_kind == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         request.getfixturevalue("redis_db")
-        yield RedisStore(connect(server.url, timeout=1.0), prefix="test:", clock=clock)
+        url = server.url
     else:
-        yield MemoryStore(max_sessions=1000, clock=clock)
+        topology = request.getfixturevalue(store_kind.replace("-", "_"))
+        topology.flush()
+        url = topology.url
+    yield RedisStore(connect(url, timeout=1.0), prefix="test:", clock=clock)
 
 
 def record(
@@ -187,9 +199,8 @@ async def test_a_corrupt_record_loads_as_none(
     store: SessionStore, store_kind: str, clock: FakeClock, request: pytest.FixtureRequest
 ) -> None:
     sid = await saved(store, clock, a=1)
-    if store_kind == "redis":
-        assert isinstance(store, RedisStore)
-        request.getfixturevalue("redis_db").set(store.key(sid), b"\x00not json")
+    if isinstance(store, RedisStore):
+        await store._redis.set(store.key(sid), b"\x00not json")
     else:
         assert isinstance(store, MemoryStore)
         entry = store._entries[sid]

@@ -8,7 +8,12 @@
   in flight cannot resurrect a session that logout, regenerate or revoke destroyed.
 - Each user has an index set (``prefix + "user:" + SHA-256(user)``) of their session keys,
   for "log out everywhere".
-- Driver errors never leave this module: they become :class:`StoreUnavailable`.
+- On a Redis Cluster, keys of one script must share a hash slot, and the session key, the
+  key it replaces and the user index do not: there each write is split into single-slot
+  steps (merge-if-exists stays one script on the session key; the index and the replaced
+  key are separate commands). Elsewhere it stays one script call.
+- Every operation has a deadline; driver errors never leave this module: they become
+  :class:`StoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from campus.session.store import (
     Clock,
@@ -31,6 +36,9 @@ from campus.session.store import (
     decode_record,
     encode_record,
 )
+from campus.session.stores.redis_url import close, connect
+
+__all__ = ["RedisStore", "connect"]
 
 T = TypeVar("T")
 
@@ -73,6 +81,16 @@ return 1
 """
 
 
+# KEYS: user index. ARGV: member, index ttl ms. The index outlives its longest session.
+_INDEX = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -88,7 +106,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Redis | RedisCluster,
         *,
         prefix: str = "campus:",
         clock: Clock = time.time,
@@ -101,8 +119,10 @@ class RedisStore:
         # Redis that accepts connections but never answers costs several socket timeouts
         # (the connection handshake's replies, then the retry's), not one.
         self._timeout = timeout if timeout is not None else _socket_timeout(client)
+        self._cluster = isinstance(client, RedisCluster)
         self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
+        self._index = client.register_script(_INDEX)
 
     def key(self, sid: str) -> str:
         """The Redis key of a session id (public so tests and tools can find a record)."""
@@ -127,6 +147,9 @@ class RedisStore:
     async def create(
         self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
     ) -> None:
+        if self._cluster:
+            await self._call(self._create_in_slots(sid, record, ttl=ttl, replaces=replaces))
+            return
         keys = [self.key(sid)]
         if replaces is not None:
             keys.append(self.key(replaces))
@@ -152,7 +175,7 @@ class RedisStore:
     ) -> bool:
         now = self._clock()
         keys = [self.key(sid)]
-        if user is not None:
+        if user is not None and not self._cluster:
             keys.append(self.user_key(user))
         args: list[str | int] = [
             json.dumps(dict(changed), separators=(",", ":")),
@@ -163,7 +186,30 @@ class RedisStore:
             _digest(sid),
             ttl * 1000,
         ]
-        return bool(await self._call(self._update(keys=keys, args=args)))
+        if not self._cluster:
+            return bool(await self._call(self._update(keys=keys, args=args)))
+        return await self._call(self._update_in_slots(keys, args, sid=sid, user=user, ttl=ttl))
+
+    async def _create_in_slots(
+        self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None
+    ) -> None:
+        """Cluster: the old id goes first, so a failure half-way never leaves it valid."""
+        if replaces is not None:
+            await self._redis.delete(self.key(replaces))
+        await self._redis.set(self.key(sid), encode_record(record), px=ttl * 1000)
+        if record.user is not None:
+            index_ttl = self._index_ttl_ms(record.expires)
+            await self._index(keys=[self.user_key(record.user)], args=[_digest(sid), index_ttl])
+
+    async def _update_in_slots(
+        self, keys: list[str], args: list[str | int], *, sid: str, user: str | None, ttl: int
+    ) -> bool:
+        """Cluster: merge into the session key alone, then index it if it still exists."""
+        if not await self._update(keys=keys, args=args):
+            return False
+        if user is not None:
+            await self._index(keys=[self.user_key(user)], args=[_digest(sid), ttl * 1000])
+        return True
 
     async def delete(self, sid: str) -> None:
         await self._call(self._redis.delete(self.key(sid)))
@@ -188,8 +234,8 @@ class RedisStore:
         await self._call(self._redis.ping())
 
     async def close(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+        with contextlib.suppress(RedisError, RedisClusterException, OSError):
+            await close(self._redis)
 
     def _index_ttl_ms(self, expires: int) -> int:
         return max(int((expires - self._clock()) * 1000), 1000)
@@ -208,29 +254,13 @@ class RedisStore:
                 return await awaitable
         except TimeoutError:
             raise StoreUnavailable(f"redis: no answer within {self._timeout}s") from None
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from None
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # RedisClusterException is not a RedisError: e.g. no node of the Cluster answers.
+            message = " ".join(str(exc).split())  # Sentinel's lists every client's repr
+            raise StoreUnavailable(f"redis: {message[:200]}") from None
 
 
-def _socket_timeout(client: aioredis.Redis) -> float | None:
-    kwargs: dict[str, Any] = client.get_connection_kwargs()  # type: ignore[no-untyped-call]
+def _socket_timeout(client: Redis | RedisCluster) -> float | None:
+    kwargs: dict[str, Any] = client.get_connection_kwargs()
     timeout = kwargs.get("socket_timeout")
     return float(timeout) if isinstance(timeout, int | float) else None
-
-
-def connect(url: str, *, timeout: float) -> aioredis.Redis:
-    """A client for ``redis://``, ``rediss://`` or ``unix://`` with bounded timeouts.
-
-    One retry without backoff: enough to replace a pooled connection that a Redis restart
-    closed, yet an outage still fails within about ``2 * timeout`` instead of hanging.
-    """
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    return aioredis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
-    )

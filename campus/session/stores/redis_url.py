@@ -1,0 +1,134 @@
+"""Where Redis is: one server, a Sentinel-watched master, or a Cluster, from one URL.
+
+- ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS), ``unix:///path``:
+  one server, as redis-py reads them.
+- ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``: ask these
+  Sentinels (port 26379 by default) for the master of ``service``. The credentials are the
+  master's; the Sentinels themselves are asked without.
+- ``redis+cluster://[[user]:password@]host[:port][,host[:port]...]``: a Cluster reached
+  through any of these nodes (port 6379 by default); a Cluster has only database 0.
+
+Configuration parses the URL at startup, so a bad one is refused before anything runs;
+error messages never repeat the URL: it may hold a password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+
+SINGLE_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEME = "redis+cluster"
+SCHEMES = (*SINGLE_SCHEMES, SENTINEL_SCHEME, CLUSTER_SCHEME)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    kind: Literal["single", "sentinel", "cluster"]
+    url: str
+    nodes: tuple[tuple[str, int], ...] = ()  # Sentinels or Cluster nodes
+    service: str = ""  # Sentinel's name for the master
+    db: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """Raises ValueError with a message fit to show (no password in it)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in SINGLE_SCHEMES:
+        return RedisTarget("single", url)
+    if scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):
+        raise ValueError(f"scheme must be {', '.join(SCHEMES)}")
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    default_port = 26379 if scheme == SENTINEL_SCHEME else 6379
+    nodes = tuple(_node(item, default_port) for item in hosts.split(","))
+    path = [segment for segment in parts.path.split("/") if segment]
+    if scheme == SENTINEL_SCHEME:
+        if not path or len(path) > 2:
+            raise ValueError(f"want {SENTINEL_SCHEME}://host:port,.../service_name[/db]")
+        service, db = unquote(path[0]), _db(path[1:])
+    else:
+        service, db = "", _db(path)
+        if len(path) > 1 or db != 0:
+            raise ValueError(f"a Cluster has only database 0: {CLUSTER_SCHEME}://host:port,...")
+    return RedisTarget(
+        "sentinel" if scheme == SENTINEL_SCHEME else "cluster",
+        url,
+        nodes,
+        service,
+        db,
+        unquote(username) or None,
+        unquote(password) if userinfo and password else None,
+    )
+
+
+def _node(item: str, default_port: int) -> tuple[str, int]:
+    item = item.strip()
+    if item.startswith("["):  # [IPv6]:port
+        host, _, rest = item[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    else:
+        host, _, port_text = item.partition(":")
+    if not host:
+        raise ValueError("every node needs a host (host:port, comma-separated)")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port {port_text[:10]!r} (want 1..65535)")
+    return host, int(port_text)
+
+
+def _db(path: list[str]) -> int:
+    if not path:
+        return 0
+    if not path[0].isdigit():
+        raise ValueError(f"the database must be a number, got {path[0][:10]!r}")
+    return int(path[0])
+
+
+def connect(url: str, *, timeout: float) -> Redis | RedisCluster:
+    """A client for any URL above, with bounded timeouts. No I/O until its first command.
+
+    One retry without backoff: enough to replace a pooled connection that a Redis restart
+    (or a Sentinel failover) closed, yet an outage still fails fast instead of hanging.
+    """
+    target = parse_redis_url(url)
+    bounded: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if target.kind == "single":
+        return Redis.from_url(url, health_check_interval=30, **bounded)
+    credentials: dict[str, Any] = {"username": target.username, "password": target.password}
+    if target.kind == "sentinel":
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(target.nodes),
+            sentinel_kwargs=bounded,  # else redis-py's default: retries with backoff (seconds)
+        )
+        master: Redis = sentinel.master_for(
+            target.service, db=target.db, health_check_interval=30, **credentials, **bounded
+        )
+        return master
+    nodes = [ClusterNode(host, port) for host, port in target.nodes]
+    return RedisCluster(startup_nodes=nodes, health_check_interval=30, **credentials, **bounded)
+
+
+async def close(client: Redis | RedisCluster) -> None:
+    """Close the client's connections, and for Sentinel those to the Sentinels as well."""
+    pool = getattr(client, "connection_pool", None)
+    await client.aclose()
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
