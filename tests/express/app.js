@@ -2,9 +2,10 @@
 // connect-redis, POST /login putting the user (minus password) in req.session, GET /logout
 // destroying it. The cut-over tests log in here, then carry the connect.sid cookie to campus.
 //
-// Environment: REDIS_URL (the test suite's own redis-server), SECRETS (comma-separated; the
-// first signs, all verify — express-session's rotation), PREFIX (connect-redis key prefix,
-// default "sess:"), PORT (default 0: any free port). Prints "listening on PORT" once ready.
+// Environment: REDIS_URL (the test suite's own redis-server), SECRETS (a JSON array, since
+// the article's secret has a comma in it; the first signs, all verify — express-session's
+// rotation), PREFIX (connect-redis key prefix, default "sess:"), PORT (default 0: any free
+// port). Prints "listening on PORT" once ready.
 "use strict";
 
 const express = require("express");
@@ -31,7 +32,7 @@ async function main() {
   app.use(
     session({
       store: new RedisStore({ client, prefix: process.env.PREFIX || "sess:" }),
-      secret: (process.env.SECRETS || "Shh, its a secret!").split(","),
+      secret: JSON.parse(process.env.SECRETS || '["Shh, its a secret!"]'),
       resave: false,
       saveUninitialized: true, // as in the article: every visitor gets a record
     }),
