@@ -94,6 +94,11 @@ class RedisStore:
         self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, for other users of the same Redis (closed with the store)."""
+        return self._redis
+
     def key(self, sid: str) -> str:
         """The Redis key of a session id (public so tests and tools can find a record)."""
         return self._prefix + _digest(sid)
