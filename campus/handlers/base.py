@@ -8,6 +8,7 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
+from campus.handlers.security import COMMON_HEADERS, set_headers
 from campus.services import Services
 
 #: Messages for statuses raised without one of our own (Tornado's 404/405, our 503s, ...).
@@ -63,6 +64,7 @@ class BaseHandler(JsonErrorsMixin, RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
+        set_headers(self, COMMON_HEADERS)
 
     def compute_etag(self) -> None:
         return None  # per-user answers, never cached: an ETag would only invite 304s
