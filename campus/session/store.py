@@ -53,11 +53,13 @@ class SessionRecord:
         return {key: json.loads(text) for key, text in self.data.items()}
 
 
+#: Compact, strict JSON; one encoder for the process (json.dumps with options builds a new one
+#: on every call, which showed up on the request path).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode_record(record: SessionRecord) -> str:
-    return json.dumps(
-        {"data": record.data, "expires": record.expires, "user": record.user},
-        separators=(",", ":"),
-    )
+    return _ENCODER.encode({"data": record.data, "expires": record.expires, "user": record.user})
 
 
 def decode_record(raw: str | bytes) -> SessionRecord | None:
@@ -84,7 +86,7 @@ def encode_values(values: Mapping[str, Any]) -> dict[str, str]:
 
 def encode_value(key: str, value: Any) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"session[{key!r}] cannot be stored as JSON: {exc}") from None
 

@@ -183,20 +183,6 @@ async def test_ping(store: SessionStore) -> None:
     await store.ping()
 
 
-async def test_a_corrupt_record_loads_as_none(
-    store: SessionStore, store_kind: str, clock: FakeClock, request: pytest.FixtureRequest
-) -> None:
-    sid = await saved(store, clock, a=1)
-    if store_kind == "redis":
-        assert isinstance(store, RedisStore)
-        request.getfixturevalue("redis_db").set(store.key(sid), b"\x00not json")
-    else:
-        assert isinstance(store, MemoryStore)
-        entry = store._entries[sid]
-        store._entries[sid] = entry._replace(raw="{broken")
-    assert await store.load(sid, touch=60) is None
-
-
 async def test_an_unreachable_redis_raises_store_unavailable_quickly(clock: FakeClock) -> None:
     from tests.conftest import free_port
 

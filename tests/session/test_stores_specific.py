@@ -61,7 +61,7 @@ async def test_memory_store_keeps_json_text_like_a_remote_store(clock: FakeClock
     data["cart"].append(3)  # the caller's objects are not the stored ones
     loaded = await store.load(sid, touch=None)
     assert loaded is not None and loaded.decoded() == {"cart": [1, 2]}
-    assert isinstance(store._entries[sid].raw, str)
+    assert all(isinstance(text, str) for text in store._entries[sid].data.values())
 
 
 # -- redis --------------------------------------------------------------------------------
@@ -145,3 +145,13 @@ async def test_redis_store_recovers_after_a_restart(tmp_path: Path, clock: FakeC
     assert await store.load(sid, touch=60) is not None
     await store.close()
     server.stop()
+
+
+async def test_a_corrupt_redis_record_loads_as_none(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    sid = new_session_id()
+    await redis_store.create(sid, record(clock), ttl=60)
+    for garbage in (b"\x00not json", b"[]", b'{"data": {"a": 1}, "expires": 1}'):
+        redis_db.set(redis_store.key(sid), garbage)
+        assert await redis_store.load(sid, touch=60) is None

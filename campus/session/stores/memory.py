@@ -2,8 +2,9 @@
 
 Unlike express-session's MemoryStore it cannot leak: it holds at most ``max_sessions``
 records, evicting the least recently used, and expired records are never returned and are
-swept. It keeps each record as JSON text, exactly as Redis would, so code that works against
-it works against Redis too. It is per-process: several processes do not share it.
+swept. It keeps each value as JSON text, as Redis does, so handlers never share objects with
+the store and code that works against it works against Redis too. It is per-process:
+several processes do not share it.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import NamedTuple
 
-from campus.session.store import Clock, SessionRecord, decode_record, encode_record
+from campus.session.store import Clock, SessionRecord
 
 #: How many expired records a write may sweep off the cold end on its way (amortised sweep).
 _SWEEP_ON_WRITE = 8
 
 
-class _Entry(NamedTuple):
-    raw: str
-    deadline: float  # idle expiry, never later than the absolute one
-    expires: int  # absolute expiry
-    user: str | None
+class _Entry:
+    """One record: its values as JSON texts (never shared objects) and its expiry."""
+
+    __slots__ = ("data", "deadline", "expires", "user")
+
+    def __init__(self, data: dict[str, str], deadline: float, expires: int, user: str | None):
+        self.data = data
+        self.deadline = deadline  # idle expiry, never later than the absolute one
+        self.expires = expires  # absolute expiry
+        self.user = user
 
 
 class MemoryStore:
@@ -49,8 +54,8 @@ class MemoryStore:
             return None
         self._entries.move_to_end(sid)
         if touch is not None:
-            self._entries[sid] = entry._replace(deadline=min(now + touch, entry.expires))
-        return decode_record(entry.raw)
+            entry.deadline = min(now + touch, entry.expires)
+        return SessionRecord(dict(entry.data), entry.expires, entry.user)
 
     async def create(
         self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
@@ -74,15 +79,11 @@ class MemoryStore:
     ) -> bool:
         now = self._clock()
         entry = self._live(sid, now)
-        record = decode_record(entry.raw) if entry is not None else None
-        if record is None:
+        if entry is None:
             return False
-        record.data.update(changed)
-        for key in deleted:
-            record.data.pop(key, None)
-        if user is not None:
-            record.user = user
-        self._put(sid, record, now + ttl)
+        data = {k: v for k, v in entry.data.items() if k not in deleted}
+        data.update(changed)
+        self._put(sid, SessionRecord(data, entry.expires, user or entry.user), now + ttl)
         return True
 
     async def delete(self, sid: str) -> None:
@@ -123,8 +124,9 @@ class MemoryStore:
         return entry
 
     def _put(self, sid: str, record: SessionRecord, deadline: float) -> None:
+        # A copy: the caller's dict is not the stored one.
         self._entries[sid] = _Entry(
-            encode_record(record), min(deadline, record.expires), record.expires, record.user
+            dict(record.data), min(deadline, record.expires), record.expires, record.user
         )
         self._entries.move_to_end(sid)
 
