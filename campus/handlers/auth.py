@@ -41,8 +41,6 @@ class LoginHandler(SessionHandler):
         await super().prepare()
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished:
-            return  # answered before the body came (e.g. a cross-origin 403): drop it
         if len(self._body) + len(chunk) > MAX_BODY:
             self._too_large = True  # chunked bodies have no Content-Length to refuse early
         else:
