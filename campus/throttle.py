@@ -13,6 +13,10 @@ A login costs two store calls, each on one key:
 A failure then adds one to the address's counter. An address that logs in successfully keeps
 its failures: otherwise one valid account would let an attacker wipe its address's count
 between guesses at other accounts.
+
+The email is judged after the password check rather than before so that a login stays at
+three Redis commands with the session write (a separate reset would be a fourth). The Argon2
+time this spends on a throttled email buys an attacker nothing: fresh emails cost it too.
 """
 
 from __future__ import annotations
