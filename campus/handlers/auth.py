@@ -9,6 +9,7 @@ from tornado.web import HTTPError, stream_request_body
 
 from campus.handlers.base import ApiError, BaseHandler
 from campus.session import SessionMixin, StoreUnavailable
+from campus.throttle import LoginThrottle, Throttled
 from campus.users import MAX_EMAIL, MAX_PASSWORD
 
 MAX_BODY = 64 * 1024
@@ -84,12 +85,27 @@ class LoginHandler(SessionHandler):
         if self._too_large:
             raise ApiError(413, "Request body too large")
         email, password = _credentials(bytes(self._body))
-        user = await self.services.users.authenticate(email, password)
+        user = await self._authenticate(email, password)
         if user is None:
             raise ApiError(403, "Permission denied!")
         self.session.regenerate()
         self.session["user"] = user
         self.write({"user": user})
+
+    async def _authenticate(self, email: str, password: str) -> dict[str, Any] | None:
+        """The password check under the throttle: 429 while throttled, right password or not."""
+        throttle = LoginThrottle(self.services.sessions.store, self.services.config.login)
+        address = self.client_address()
+        try:
+            await throttle.before(address)
+            user = await self.services.users.authenticate(email, password)
+            await throttle.after(email, address, ok=user is not None)
+        except Throttled as exc:
+            retry_after = {"Retry-After": str(exc.retry_after)}
+            raise ApiError(429, "Too many failed logins. Try again later.", **retry_after) from None
+        except StoreUnavailable as exc:
+            raise HTTPError(503, "session store unavailable: %s", exc) from None
+        return user
 
 
 def _credentials(body: bytes) -> tuple[str, str]:

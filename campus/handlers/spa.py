@@ -42,6 +42,9 @@ def has_extension(url_path: str) -> bool:
 class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
     """GET/HEAD anything outside the API: a file if one exists, else the SPA shell."""
 
+    # Anything else is 405 at once: before Tornado's token check, which is not ours.
+    SUPPORTED_METHODS = ("GET", "HEAD")
+
     def initialize(self, roots: list[str]) -> None:  # type: ignore[override]
         self.roots = [os.path.realpath(root) for root in roots]
         self.dist = self.roots[-1]

@@ -5,15 +5,19 @@ records, evicting the least recently used, and expired records are never returne
 swept. It keeps each value as JSON text, as Redis does, so handlers never share objects with
 the store and code that works against it works against Redis too. It is per-process:
 several processes do not share it.
+
+Login-failure counters are bounded the same way: at most ``max_counters`` keys (hashed, so a
+long key costs no more than a short one), least recently failed evicted first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from campus.session.store import Clock, SessionRecord
+from campus.session.store import Attempt, Clock, SessionRecord
 
 #: How many expired records a write may sweep off the cold end on its way (amortised sweep).
 _SWEEP_ON_WRITE = 8
@@ -36,13 +40,19 @@ class MemoryStore:
 
     name = "memory"
 
-    def __init__(self, *, max_sessions: int, clock: Clock = time.time) -> None:
-        if max_sessions < 1:
-            raise ValueError("max_sessions must be positive")
+    def __init__(
+        self, *, max_sessions: int, clock: Clock = time.time, max_counters: int | None = None
+    ) -> None:
+        if max_sessions < 1 or (max_counters is not None and max_counters < 1):
+            raise ValueError("max_sessions and max_counters must be positive")
         self.max_sessions = max_sessions
+        self.max_counters = max_sessions if max_counters is None else max_counters
         self._clock = clock
         # Least recently used first: eviction pops from the front.
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # SHA-256 of a throttling key -> its failure times, oldest first; least recently
+        # failed first.
+        self._failures: OrderedDict[bytes, list[float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -138,3 +148,29 @@ class MemoryStore:
             if entry.deadline > now:
                 return
             del self._entries[sid]
+
+    async def attempt(self, key: str, outcome: Attempt, *, window: int, limit: int) -> float:
+        now = self._clock()
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        live = [t for t in self._failures.get(digest, ()) if t > now - window]
+        if len(live) >= limit:
+            return live[len(live) - limit] + window - now
+        if outcome is Attempt.FAILURE:
+            self._failures.pop(digest, None)
+            self._failures[digest] = [*live, now][-limit:]
+            self._bound_failures(now, window)
+        elif outcome is Attempt.SUCCESS or not live:
+            self._failures.pop(digest, None)
+        return 0.0
+
+    def _bound_failures(self, now: float, window: int) -> None:
+        """Drop a few expired counters off the cold end, then evict down to the bound."""
+        for _ in range(_SWEEP_ON_WRITE):
+            if not self._failures:
+                break
+            digest, times = next(iter(self._failures.items()))
+            if times[-1] > now - window:
+                break
+            del self._failures[digest]
+        while len(self._failures) > self.max_counters:
+            self._failures.popitem(last=False)

@@ -8,6 +8,9 @@
   in flight cannot resurrect a session that logout, regenerate or revoke destroyed.
 - Each user has an index set (``prefix + "user:" + SHA-256(user)``) of their session keys,
   for "log out everywhere".
+- Login-failure counters are sorted sets of failure times under ``prefix + "login:" +
+  SHA-256(key)``: one single-key script per check (Redis Cluster safe), at most ``limit``
+  entries each, expiring ``window`` seconds after the last failure.
 - Driver errors never leave this module: they become :class:`StoreUnavailable`.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
@@ -24,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from campus.session.store import (
+    Attempt,
     Clock,
     SessionRecord,
     StoreUnavailable,
@@ -71,6 +76,25 @@ end
 return 1
 """
 
+# KEYS: a failure counter. ARGV: now, now - window (both seconds), window, limit, outcome,
+# a fresh member. Returns the seconds until fewer than limit failures remain ('0': now).
+_ATTEMPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local n, limit = redis.call('ZCARD', KEYS[1]), tonumber(ARGV[4])
+if n >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + tonumber(ARGV[3]) - tonumber(ARGV[1]))
+end
+if ARGV[5] == 'failure' then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[6])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -limit - 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+elseif ARGV[5] == 'success' then
+  redis.call('DEL', KEYS[1])
+end
+return '0'
+"""
+
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
@@ -93,6 +117,7 @@ class RedisStore:
         self._clock = clock
         self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
+        self._attempt = client.register_script(_ATTEMPT)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -202,6 +227,19 @@ class RedisStore:
             return await awaitable
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
+
+    def failure_key(self, key: str) -> str:
+        """The Redis key of a login-failure counter: hashed, so no email sits in Redis."""
+        # surrogatepass: a key built from JSON input may hold a lone surrogate.
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return self._prefix + "login:" + digest
+
+    async def attempt(self, key: str, outcome: Attempt, *, window: int, limit: int) -> float:
+        now = self._clock()
+        args: list[str | int] = [repr(now), repr(now - window), window, limit, outcome.value]
+        args.append(secrets.token_hex(8))  # the member: unique even for equal times
+        raw = await self._call(self._attempt(keys=[self.failure_key(key)], args=args))
+        return max(float(raw), 0.0)
 
 
 def connect(url: str, *, timeout: float) -> aioredis.Redis:
