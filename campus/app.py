@@ -51,6 +51,8 @@ def make_app(services: Services, *, root: str = ".", **settings: Any) -> tornado
         services=services,
         session_manager=services.sessions,
         default_handler_class=NotFoundHandler,  # e.g. "GET *" or an absolute-form target
-        xsrf_cookies=False,  # Origin checks and SameSite do that job for a JSON API
+        # Makes Tornado call check_xsrf_cookie() before prepare() on every unsafe method;
+        # BaseHandler's checks Origin/Referer instead of a token cookie (a JSON API).
+        xsrf_cookies=True,
         **settings,
     )

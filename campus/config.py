@@ -314,6 +314,7 @@ def _check(values: _Values, production: bool) -> None:
     require("users", "file", bool, "must not be empty")
     _check_secrets(values, production)
     _check_cookie(session)
+    _check_express(values)
 
 
 def _check_secrets(values: _Values, production: bool) -> None:
@@ -351,6 +352,22 @@ def _check_cookie(session: dict[str, tuple[Any, str]]) -> None:
         raise ConfigError(f"{name_at}: a __Host- cookie cannot have a domain ({where})")
     if session["same_site"][0] == "none" and secure is not True:
         raise ConfigError(f"{session['same_site'][1]}: SameSite=None {not_secure}")
+
+
+def _check_express(values: _Values) -> None:
+    """The Express records live in Redis, and a session carried over must outlive the process.
+
+    With the memory store, a session carried over on one process is unknown to the others and
+    lost on restart, while its Express record is already deleted: the user would be logged
+    out, which is what the cut-over exists to prevent. So refuse rather than half-work.
+    """
+    secrets, secrets_at = values["express"]["secrets"]
+    store, store_at = values["session"]["store"]
+    if secrets and store != "redis":
+        raise ConfigError(
+            f"{secrets_at}: the Express cut-over reads connect-redis sessions from Redis and"
+            f' needs session.store = "redis", not {store!r} ({store_at})'
+        )
 
 
 def load(

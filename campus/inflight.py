@@ -54,6 +54,10 @@ class _Request:
         self._conn = conn
         self._tracker = tracker
         self._open = False
+        # The hot methods, bound once: each access would otherwise go through __getattr__.
+        self.write_headers = conn.write_headers
+        self.write = conn.write
+        self.set_close_callback = conn.set_close_callback  # type: ignore[attr-defined]
 
     def started(self) -> None:
         if not self._open:

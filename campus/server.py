@@ -22,6 +22,7 @@ from tornado.netutil import bind_sockets
 
 from campus.app import make_app
 from campus.config import Config
+from campus.express import ExpressSessions
 from campus.inflight import InFlight
 from campus.sdnotify import notify
 from campus.services import Services
@@ -76,13 +77,36 @@ def build_sessions(
     return SessionManager(store, signer, cookie, policy, user_of=session_user, clock=clock)
 
 
+def build_express(
+    config: Config, store: SessionStore, *, clock: Clock = time.time
+) -> ExpressSessions | None:
+    """The Express cut-over, on while [express] secrets is set; it shares the store's Redis."""
+    express = config.express
+    if not express.secrets:
+        return None
+    if not isinstance(store, RedisStore):  # config.load refuses this combination already
+        raise ValueError("the Express cut-over needs the Redis store")
+    return ExpressSessions(
+        store.client,
+        secrets=express.secrets,
+        prefix=express.prefix,
+        cookie_name=express.cookie_name,
+        clock=clock,
+    )
+
+
 def build_services(config: Config, *, clock: Clock = time.time) -> Services:
     """Everything handlers need. Raises UsersError for a broken users file."""
     # Argon2 releases the GIL: one thread per core keeps logins off the event loop.
     executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
     users = UserDirectory.load(config.users.file, executor=executor)
     store = build_store(config, clock=clock)
-    return Services(config=config, sessions=build_sessions(config, store, clock=clock), users=users)
+    return Services(
+        config=config,
+        sessions=build_sessions(config, store, clock=clock),
+        users=users,
+        express=build_express(config, store, clock=clock),
+    )
 
 
 def _sweeper(store: MemoryStore) -> Callable[[], None]:
@@ -129,6 +153,12 @@ async def _serve(services: Services) -> int:
         )
     if not len(services.users):
         log.warning("no users in %s: add one with `campus users add EMAIL`", config.users.file)
+    if services.express is not None:
+        log.info(
+            "Express cut-over on: %s cookies carry their %s* sessions over",
+            services.express.cookie_name,
+            services.express.prefix,
+        )
     in_flight = InFlight()
     app = make_app(services)
     server = HTTPServer(in_flight.wrap(app), max_body_size=MAX_BODY_SIZE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from campus.config import Config
+from campus.express import ExpressSessions
 from campus.session import SessionManager
 from campus.users import UserDirectory
 
@@ -14,3 +15,4 @@ class Services:
     config: Config
     sessions: SessionManager
     users: UserDirectory
+    express: ExpressSessions | None = None  # the Express cut-over; None while it is off

@@ -695,6 +695,9 @@ class DownStore:
     async def close(self) -> None:
         raise StoreUnavailable("down")
 
+    async def attempt(self, key: str, outcome: Any, *, window: int, limit: int) -> float:
+        raise StoreUnavailable("down")
+
 
 class TestStoreDown:
     """The API with a store that fails every call (an outage)."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tornado.web import stream_request_body
+from tornado.web import HTTPError, stream_request_body
 
 from campus.handlers.base import ApiError, BaseHandler
 from campus.session import SessionMixin, StoreUnavailable
+from campus.throttle import LoginThrottle, Throttled
 from campus.users import MAX_EMAIL, MAX_PASSWORD
 
 MAX_BODY = 64 * 1024
@@ -19,7 +20,42 @@ class SessionHandler(SessionMixin, BaseHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
+        if "user" not in self.session:
+            await self._carry_over_express()
         self.current_user = self.session.get("user")
+
+    async def _carry_over_express(self) -> None:
+        """Nobody is logged in here: a live Express session becomes this request's session.
+
+        Like a login: a new id (the old record, if any, goes), then the data. Saving is the
+        mixin's usual job, so the new session is stored (with the user's index for "log out
+        everywhere") and its cookie set like one made by /login.
+        """
+        try:
+            fields = await self.claim_express_session()
+        except StoreUnavailable:
+            raise HTTPError(503, "session store unavailable") from None
+        if fields:
+            self.session.regenerate()
+            self.session.update(fields)
+
+    async def claim_express_session(self) -> dict[str, Any] | None:
+        """The fields of the Express session this request's cookie names, claimed for good.
+
+        No ``connect.sid`` (or the cut-over off): nothing, not even a Redis command. A cookie
+        that verifies is expired whatever its record holds; one that does not verify is left
+        alone, so a mistyped secret can be fixed without logging anyone out.
+        """
+        express = self.services.express
+        if express is None:
+            return None
+        sid = express.verify(self.get_cookie(express.cookie_name))
+        if sid is None:
+            return None
+        fields = await express.claim(sid)  # may raise StoreUnavailable
+        # express-session's cookie: Path=/ and no Domain unless the Express app chose others.
+        self.clear_cookie(express.cookie_name, path="/", httponly=True, secure=self.is_https())
+        return fields
 
     def session_is_https(self) -> bool:
         return self.is_https()
@@ -49,12 +85,27 @@ class LoginHandler(SessionHandler):
         if self._too_large:
             raise ApiError(413, "Request body too large")
         email, password = _credentials(bytes(self._body))
-        user = await self.services.users.authenticate(email, password)
+        user = await self._authenticate(email, password)
         if user is None:
             raise ApiError(403, "Permission denied!")
         self.session.regenerate()
         self.session["user"] = user
         self.write({"user": user})
+
+    async def _authenticate(self, email: str, password: str) -> dict[str, Any] | None:
+        """The password check under the throttle: 429 while throttled, right password or not."""
+        throttle = LoginThrottle(self.services.sessions.store, self.services.config.login)
+        address = self.client_address()
+        try:
+            await throttle.before(address)
+            user = await self.services.users.authenticate(email, password)
+            await throttle.after(email, address, ok=user is not None)
+        except Throttled as exc:
+            retry_after = {"Retry-After": str(exc.retry_after)}
+            raise ApiError(429, "Too many failed logins. Try again later.", **retry_after) from None
+        except StoreUnavailable as exc:
+            raise HTTPError(503, "session store unavailable: %s", exc) from None
+        return user
 
 
 def _credentials(body: bytes) -> tuple[str, str]:
@@ -84,6 +135,7 @@ class LogoutHandler(SessionHandler):
     async def prepare(self) -> None:
         try:
             await self.load_session()
+            await self.claim_express_session()  # logging out ends the Express session too
         except StoreUnavailable:
             raise ApiError(500, "Could not log out.") from None
 

@@ -9,6 +9,8 @@ from typing import Any
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
+from campus.handlers.origin import is_cross_origin, origin_of
+from campus.handlers.security import COMMON_HEADERS, set_headers
 from campus.services import Services
 
 #: Messages for statuses raised without one of our own (Tornado's 404/405, our 503s, ...).
@@ -78,6 +80,7 @@ class BaseHandler(JsonErrorsMixin, RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
+        set_headers(self, COMMON_HEADERS)
 
     def compute_etag(self) -> None:
         return None  # per-user answers, never cached: an ETag would only invite 304s
@@ -99,6 +102,20 @@ class BaseHandler(JsonErrorsMixin, RequestHandler):
     def client_address(self) -> str:
         """The client's address; behind a trusted proxy, the one it appended last."""
         return client_address(self.request, trust_proxy=self.services.config.server.trust_proxy)
+
+    def check_xsrf_cookie(self) -> None:
+        """Refuse a request whose page is from a foreign origin (CSRF defence beside SameSite).
+
+        Tornado calls this before ``prepare()`` for every method but GET, HEAD and OPTIONS
+        (the app sets ``xsrf_cookies``); instead of a token cookie it checks ``Origin``, or
+        ``Referer`` without one, against our own origin (from ``Host`` and the scheme, so
+        behind a trusted proxy its ``X-Forwarded-Proto``) and ``server.allowed_origins``.
+        """
+        headers = self.request.headers
+        own = origin_of(f"{'https' if self.is_https() else 'http'}://{self.request.host}")
+        allowed = self.services.config.server.allowed_origins
+        if is_cross_origin(headers.get("Origin"), headers.get("Referer"), own, allowed):
+            raise ApiError(403, "Cross-origin request refused")
 
 
 class NotFoundHandler(BaseHandler):

@@ -13,6 +13,7 @@ import posixpath
 from tornado.web import HTTPError, StaticFileHandler
 
 from campus.handlers.base import JsonErrorsMixin
+from campus.handlers.security import FRONTEND_HEADERS, set_headers
 
 SHELL = "index.html"
 
@@ -41,10 +42,17 @@ def has_extension(url_path: str) -> bool:
 class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
     """GET/HEAD anything outside the API: a file if one exists, else the SPA shell."""
 
+    # Anything else is 405 at once: before Tornado's token check, which is not ours.
+    SUPPORTED_METHODS = ("GET", "HEAD")
+
     def initialize(self, roots: list[str]) -> None:  # type: ignore[override]
         self.roots = [os.path.realpath(root) for root in roots]
         self.dist = self.roots[-1]
         super().initialize(path=self.dist)
+
+    def set_default_headers(self) -> None:
+        # Here rather than in set_extra_headers: also on 304s, 404s and other errors.
+        set_headers(self, FRONTEND_HEADERS)
 
     async def get(self, path: str, include_body: bool = True) -> None:
         found = resolve(self.roots, path)

@@ -95,48 +95,64 @@ class SessionManager:
         session = Session(sid, data, snapshot=record.data, expires=record.expires)
         return LoadedSession(session, signed_at, had_cookie)
 
+    def needs_store(self, loaded: LoadedSession) -> bool:
+        """Whether committing must write to the store; when not, :meth:`settle` does it all."""
+        session = loaded.session
+        if session.is_new:
+            return bool(session) or self.policy.save_uninitialized or session.doomed is not None
+        changed, deleted = session.changes()
+        return bool(changed or deleted)
+
+    def settle(self, loaded: LoadedSession) -> CookieUpdate | None:
+        """The cookie for a session that needs no store write (the common, read-only case)."""
+        session, now = loaded.session, self._clock()
+        if session.is_new:
+            destroyed = session.destroyed
+            session.settle()
+            if destroyed and loaded.had_cookie:
+                loaded.had_cookie = False
+                return CookieUpdate(None)
+            return None
+        if not self._cookie_due(loaded.signed_at, now):
+            return None
+        loaded.signed_at = now
+        return CookieUpdate(self.signer.sign(self.cookie.name, session.id))
+
     async def commit(self, loaded: LoadedSession) -> CookieUpdate | None:
         """Write what changed (only that) and say what the cookie must do.
 
         Raises TypeError for a value JSON cannot hold, StoreUnavailable when the store fails;
         the cookie is only ever set after the store write succeeded.
         """
+        if not self.needs_store(loaded):
+            return self.settle(loaded)
         session, now = loaded.session, self._clock()
-        if session.is_new:
-            return await self._commit_new(loaded, now)
-        assert session.expires is not None
-        ttl = self._ttl(session.expires, now)
-        changed, deleted = session.changes()
-        if changed or deleted:
-            if ttl <= 0 or not await self.store.update(
-                session.id, changed, deleted, ttl=ttl, user=self.user_of(session)
-            ):
-                session.mark_dropped()  # destroyed while we worked: it stays destroyed
-                return None
-            session.mark_saved(changed, deleted, session.expires)
-        if not self._cookie_due(loaded.signed_at, now):
-            return None
-        loaded.signed_at = now
-        return CookieUpdate(self.signer.sign(self.cookie.name, session.id))
-
-    async def _commit_new(self, loaded: LoadedSession, now: float) -> CookieUpdate | None:
-        session = loaded.session
-        doomed, destroyed = session.doomed, session.destroyed
+        if not session.is_new:
+            return await self._commit_changes(loaded, now)
         if session or self.policy.save_uninitialized:
             expires = int(now) + self.policy.absolute_timeout
             record = SessionRecord(session.encoded(), expires, self.user_of(session))
             ttl = self._ttl(expires, now)
-            await self.store.create(session.id, record, ttl=ttl, replaces=doomed)
+            await self.store.create(session.id, record, ttl=ttl, replaces=session.doomed)
             session.mark_saved(record.data, [], expires)
             loaded.signed_at = now
             return CookieUpdate(self.signer.sign(self.cookie.name, session.id))
-        if doomed is not None:
-            await self.store.delete(doomed)
-        session.settle()
-        if destroyed and loaded.had_cookie:
-            loaded.had_cookie = False
-            return CookieUpdate(None)
-        return None
+        assert session.doomed is not None
+        await self.store.delete(session.doomed)
+        return self.settle(loaded)
+
+    async def _commit_changes(self, loaded: LoadedSession, now: float) -> CookieUpdate | None:
+        session = loaded.session
+        assert session.expires is not None
+        ttl = self._ttl(session.expires, now)
+        changed, deleted = session.changes()
+        if ttl <= 0 or not await self.store.update(
+            session.id, changed, deleted, ttl=ttl, user=self.user_of(session)
+        ):
+            session.mark_dropped()  # destroyed while we worked: it stays destroyed
+            return None
+        session.mark_saved(changed, deleted, session.expires)
+        return self.settle(loaded)
 
     def _ttl(self, expires: int, now: float) -> int:
         return min(self.policy.idle_timeout, int(expires - now))

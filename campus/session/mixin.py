@@ -24,7 +24,8 @@ from typing import Any
 from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.web import HTTPError, RequestHandler
 
-from campus.session.manager import LoadedSession, SessionManager
+from campus.session.cookie import cookie_from_header
+from campus.session.manager import CookieUpdate, LoadedSession, SessionManager
 from campus.session.session import Session
 from campus.session.store import StoreUnavailable
 
@@ -77,27 +78,27 @@ class SessionMixin(RequestHandler):
     async def load_session(self) -> None:
         """Load the session the cookie names (a new one if none); may raise StoreUnavailable."""
         manager = self.session_manager
-        loaded = await manager.load(self.get_cookie(manager.cookie.name))
+        header = self.request.headers.get("Cookie")
+        loaded = await manager.load(cookie_from_header(header, manager.cookie.name))
         self._session_loaded = loaded
         self._session_state = _State.LOADED
 
     async def save_session(self) -> None:
         """Write the session now if it changed, then set or clear the cookie accordingly."""
         loaded = self._session_loaded
-        if loaded is None:
-            return
-        manager = self.session_manager
-        update = await manager.commit(loaded)
+        if loaded is not None:
+            self._apply_cookie(await self.session_manager.commit(loaded))
+
+    def _apply_cookie(self, update: CookieUpdate | None) -> None:
         if update is None or self._headers_written:
             return
-        attributes = manager.cookie.attributes(https=self.session_is_https())
+        cookie = self.session_manager.cookie
+        attributes = cookie.attributes(https=self.session_is_https())
         if update.value is None:
             # Tornado drops max_age=0; an Expires in the past deletes the cookie as well.
-            self.set_cookie(manager.cookie.name, "", expires=_EPOCH, **attributes)
+            self.set_cookie(cookie.name, "", expires=_EPOCH, **attributes)
         else:
-            self.set_cookie(
-                manager.cookie.name, update.value, max_age=manager.cookie.max_age, **attributes
-            )
+            self.set_cookie(cookie.name, update.value, max_age=cookie.max_age, **attributes)
 
     def session_is_https(self) -> bool:
         """Whether the client came over TLS (for ``secure="auto"``); override behind a proxy."""
@@ -109,8 +110,19 @@ class SessionMixin(RequestHandler):
                 raise RuntimeError("finish() called twice")
             assert self._session_finishing is not None
             return self._session_finishing  # e.g. auto-finish after an explicit finish()
-        if self._session_state is not _State.LOADED or self._finished or self.get_status() >= 500:
+        loaded = self._session_loaded
+        if (
+            self._session_state is not _State.LOADED
+            or loaded is None
+            or self._finished
+            or self.get_status() >= 500
+        ):
             self._session_state = _State.DONE
+            return super().finish(chunk)
+        if not self.session_manager.needs_store(loaded):
+            # Nothing to write (most requests): no task, no waiting, just the cookie if due.
+            self._session_state = _State.DONE
+            self._apply_cookie(self.session_manager.settle(loaded))
             return super().finish(chunk)
         if chunk is not None:
             self.write(chunk)

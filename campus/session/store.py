@@ -8,6 +8,7 @@ behaves like a remote one and a value that round-trips through one round-trips t
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import secrets
@@ -53,11 +54,13 @@ class SessionRecord:
         return {key: json.loads(text) for key, text in self.data.items()}
 
 
+#: Compact, strict JSON; one encoder for the process (json.dumps with options builds a new one
+#: on every call, which showed up on the request path).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode_record(record: SessionRecord) -> str:
-    return json.dumps(
-        {"data": record.data, "expires": record.expires, "user": record.user},
-        separators=(",", ":"),
-    )
+    return _ENCODER.encode({"data": record.data, "expires": record.expires, "user": record.user})
 
 
 def decode_record(raw: str | bytes) -> SessionRecord | None:
@@ -84,9 +87,17 @@ def encode_values(values: Mapping[str, Any]) -> dict[str, str]:
 
 def encode_value(key: str, value: Any) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"session[{key!r}] cannot be stored as JSON: {exc}") from None
+
+
+class Attempt(enum.Enum):
+    """What :meth:`SessionStore.attempt` does to a failure counter besides reading it."""
+
+    CHECK = "check"  # only look
+    SUCCESS = "success"  # forget the failures, unless the key is throttled
+    FAILURE = "failure"  # count one more, unless the key is throttled
 
 
 class SessionStore(Protocol):
@@ -136,3 +147,14 @@ class SessionStore(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def attempt(self, key: str, outcome: Attempt, *, window: int, limit: int) -> float:
+        """Login throttling: seconds until ``key`` has fewer than ``limit`` failures within the
+        last ``window`` seconds (a sliding window); 0.0 when it has fewer already.
+
+        Only then does ``outcome`` change the counter: a throttled key is left alone, so no
+        answer, now or later, depends on whether the password was right. One store call per
+        key; a store that keeps keys outside the process hashes them, keeps at most ``limit``
+        failures per key and lets a counter expire ``window`` seconds after its last failure.
+        """
+        ...

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from campus.session.store import (
+    Attempt,
     SessionRecord,
     SessionStore,
     StoreUnavailable,
@@ -195,19 +196,6 @@ async def test_ping(store: SessionStore) -> None:
     await store.ping()
 
 
-async def test_a_corrupt_record_loads_as_none(
-    store: SessionStore, store_kind: str, clock: FakeClock, request: pytest.FixtureRequest
-) -> None:
-    sid = await saved(store, clock, a=1)
-    if isinstance(store, RedisStore):
-        await store._redis.set(store.key(sid), b"\x00not json")
-    else:
-        assert isinstance(store, MemoryStore)
-        entry = store._entries[sid]
-        store._entries[sid] = entry._replace(raw="{broken")
-    assert await store.load(sid, touch=60) is None
-
-
 async def test_an_unreachable_redis_raises_store_unavailable_quickly(clock: FakeClock) -> None:
     from tests.conftest import free_port
 
@@ -226,4 +214,86 @@ async def test_an_unreachable_redis_raises_store_unavailable_quickly(clock: Fake
         with pytest.raises(StoreUnavailable):
             await call
     assert loop.time() - started < 5
+    await store.close()
+
+
+# --- login-failure counters (Attempt) -----------------------------------------------------
+
+WINDOW = 100
+
+
+async def fail(store: SessionStore, key: str, times: int = 1, limit: int = 3) -> list[float]:
+    return [
+        await store.attempt(key, Attempt.FAILURE, window=WINDOW, limit=limit) for _ in range(times)
+    ]
+
+
+async def check(store: SessionStore, key: str, limit: int = 3) -> float:
+    return await store.attempt(key, Attempt.CHECK, window=WINDOW, limit=limit)
+
+
+async def test_failures_below_the_limit_are_not_throttled(store: SessionStore) -> None:
+    assert await check(store, "email:ann") == 0.0
+    assert await fail(store, "email:ann", 3) == [0.0, 0.0, 0.0]  # each answered normally
+    assert await check(store, "email:ann") == pytest.approx(WINDOW, abs=0.5)
+    assert await check(store, "email:bob") == 0.0  # keys are independent
+    assert await check(store, "email:ann", limit=4) == 0.0  # the limit is the caller's
+
+
+async def test_the_window_slides(store: SessionStore, clock: FakeClock) -> None:
+    for _ in range(3):  # failures at t = 0, 10, 20
+        await fail(store, "k")
+        clock.advance(10)
+    clock.advance(-10)
+    assert await check(store, "k") == pytest.approx(80, abs=0.5)  # until t=0's ages out
+    clock.advance(80.5)
+    assert await check(store, "k") == 0.0  # two left in the window
+    assert await fail(store, "k") == [0.0]  # t = 100.5
+    assert await check(store, "k") == pytest.approx(10 + WINDOW - 100.5, abs=0.5)
+    clock.advance(WINDOW + 1)
+    assert await check(store, "k") == 0.0
+
+
+async def test_a_throttled_key_is_left_alone(store: SessionStore, clock: FakeClock) -> None:
+    await fail(store, "k", 3)
+    clock.advance(50)
+    retry = await check(store, "k")
+    assert retry == pytest.approx(50, abs=0.5)
+    # Neither a success nor more failures change anything while throttled: nothing about
+    # the answer, now or later, may depend on whether the password was right.
+    same = pytest.approx(retry, abs=0.5)  # the clock runs on (FakeClock is real time + offset)
+    assert await store.attempt("k", Attempt.SUCCESS, window=WINDOW, limit=3) == same
+    assert await fail(store, "k", 2) == [same, same]
+    clock.advance(51)
+    assert await check(store, "k") == 0.0
+
+
+async def test_success_forgets_the_failures(store: SessionStore) -> None:
+    await fail(store, "k", 2)
+    assert await store.attempt("k", Attempt.SUCCESS, window=WINDOW, limit=3) == 0.0
+    assert await fail(store, "k", 2) == [0.0, 0.0]
+    assert await check(store, "k") == 0.0  # two, not four
+
+
+async def test_concurrent_failures_are_counted_exactly(store: SessionStore) -> None:
+    results = await asyncio.gather(*(fail(store, "k", limit=5) for _ in range(12)))
+    answered = [r for (r,) in results if r == 0.0]
+    assert len(answered) == 5  # five got through to a password check; seven were refused
+    assert await check(store, "k", limit=5) > 0
+
+
+@pytest.mark.parametrize("key", ["", "email:" + "x" * 5000, "email:\ud800@\u00e9.test", "addr:::1"])
+async def test_any_key_text_works(store: SessionStore, key: str) -> None:
+    await fail(store, key, 3)
+    assert await check(store, key) > 0
+    assert await check(store, key + "!") == 0.0
+
+
+async def test_an_unreachable_redis_fails_attempts_with_store_unavailable(clock: FakeClock) -> None:
+    from tests.conftest import free_port
+
+    store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
+    for outcome in Attempt:
+        with pytest.raises(StoreUnavailable):
+            await store.attempt("k", outcome, window=WINDOW, limit=3)
     await store.close()

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
+from campus.session.store import (
+    Attempt,
+    SessionRecord,
+    StoreUnavailable,
+    encode_values,
+    new_session_id,
+)
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from tests.conftest import FakeClock, RedisServer
@@ -61,7 +67,7 @@ async def test_memory_store_keeps_json_text_like_a_remote_store(clock: FakeClock
     data["cart"].append(3)  # the caller's objects are not the stored ones
     loaded = await store.load(sid, touch=None)
     assert loaded is not None and loaded.decoded() == {"cart": [1, 2]}
-    assert isinstance(store._entries[sid].raw, str)
+    assert all(isinstance(text, str) for text in store._entries[sid].data.values())
 
 
 # -- redis --------------------------------------------------------------------------------
@@ -145,3 +151,75 @@ async def test_redis_store_recovers_after_a_restart(tmp_path: Path, clock: FakeC
     assert await store.load(sid, touch=60) is not None
     await store.close()
     server.stop()
+
+
+async def test_a_corrupt_redis_record_loads_as_none(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    sid = new_session_id()
+    await redis_store.create(sid, record(clock), ttl=60)
+    for garbage in (b"\x00not json", b"[]", b'{"data": {"a": 1}, "expires": 1}'):
+        redis_db.set(redis_store.key(sid), garbage)
+        assert await redis_store.load(sid, touch=60) is None
+
+
+# -- login-failure counters ---------------------------------------------------------------
+
+
+async def test_memory_failure_counters_are_bounded(clock: FakeClock) -> None:
+    """An attacker spraying emails or addresses cannot grow the process without limit."""
+    store = MemoryStore(max_sessions=1000, max_counters=50, clock=clock)
+    for i in range(500):
+        await store.attempt(f"email:{i}@spray.test", Attempt.FAILURE, window=60, limit=5)
+    assert len(store._failures) == 50
+    # the most recently failed survive, the coldest went first
+    assert await store.attempt("email:499@spray.test", Attempt.CHECK, window=60, limit=1) > 0
+    assert await store.attempt("email:0@spray.test", Attempt.CHECK, window=60, limit=1) == 0
+    # each key keeps at most `limit` times, however long it is hammered or however long it is
+    for _ in range(100):
+        await store.attempt("x" * 10_000, Attempt.FAILURE, window=60, limit=5)
+    assert max(len(times) for times in store._failures.values()) == 5
+    assert all(len(digest) == 32 for digest in store._failures)
+
+
+async def test_memory_failure_counters_expire(clock: FakeClock) -> None:
+    store = MemoryStore(max_sessions=1000, clock=clock)
+    for i in range(20):
+        await store.attempt(f"addr:{i}", Attempt.FAILURE, window=60, limit=5)
+    assert await store.attempt("addr:0", Attempt.CHECK, window=60, limit=5) == 0
+    assert len(store._failures) == 20  # a check does not drop a live counter
+    clock.advance(61)
+    await store.attempt("addr:new", Attempt.FAILURE, window=60, limit=5)
+    assert len(store._failures) < 20  # a write sweeps expired counters off the cold end
+    for i in range(20):  # a check of an expired counter drops it
+        await store.attempt(f"addr:{i}", Attempt.CHECK, window=60, limit=5)
+    assert list(store._failures) == [hashlib.sha256(b"addr:new").digest()]
+
+
+async def test_redis_failure_counters_are_hashed_bounded_and_expire(
+    redis_store: RedisStore, redis_db: redis.Redis
+) -> None:
+    email = "email:ann@campus.test"
+    for _ in range(12):
+        await redis_store.attempt(email, Attempt.FAILURE, window=900, limit=5)
+    (key,) = redis_db.keys("*")
+    assert key.decode() == "campus:login:" + hashlib.sha256(email.encode()).hexdigest()
+    assert redis_store.failure_key(email) == key.decode()
+    assert redis_db.zcard(key) == 5
+    assert 899_000 < redis_db.pttl(key) <= 900_000
+    assert b"ann" not in redis_db.dump(key) + key  # neither the key nor the members name her
+    await redis_store.attempt("addr:1.2.3.4", Attempt.CHECK, window=900, limit=5)
+    assert redis_db.keys("*") == [key]  # a check of a clean key writes nothing
+    assert await redis_store.count() == 0  # counters are not sessions
+
+
+async def test_a_throttling_check_is_one_redis_command(
+    redis_store: RedisStore, redis_db: redis.Redis
+) -> None:
+    await redis_store.attempt("k", Attempt.FAILURE, window=900, limit=5)  # loads the script
+    for outcome in Attempt:
+        redis_db.config_resetstat()
+        await redis_store.attempt("k", outcome, window=900, limit=5)
+        calls = command_calls(redis_db)
+        assert calls.pop("evalsha") == 1, outcome  # the rest runs inside the script
+        assert not {"script", "eval", "multi", "exec"} & set(calls), outcome

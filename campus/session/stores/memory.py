@@ -2,28 +2,37 @@
 
 Unlike express-session's MemoryStore it cannot leak: it holds at most ``max_sessions``
 records, evicting the least recently used, and expired records are never returned and are
-swept. It keeps each record as JSON text, exactly as Redis would, so code that works against
-it works against Redis too. It is per-process: several processes do not share it.
+swept. It keeps each value as JSON text, as Redis does, so handlers never share objects with
+the store and code that works against it works against Redis too. It is per-process:
+several processes do not share it.
+
+Login-failure counters are bounded the same way: at most ``max_counters`` keys (hashed, so a
+long key costs no more than a short one), least recently failed evicted first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import NamedTuple
 
-from campus.session.store import Clock, SessionRecord, decode_record, encode_record
+from campus.session.store import Attempt, Clock, SessionRecord
 
 #: How many expired records a write may sweep off the cold end on its way (amortised sweep).
 _SWEEP_ON_WRITE = 8
 
 
-class _Entry(NamedTuple):
-    raw: str
-    deadline: float  # idle expiry, never later than the absolute one
-    expires: int  # absolute expiry
-    user: str | None
+class _Entry:
+    """One record: its values as JSON texts (never shared objects) and its expiry."""
+
+    __slots__ = ("data", "deadline", "expires", "user")
+
+    def __init__(self, data: dict[str, str], deadline: float, expires: int, user: str | None):
+        self.data = data
+        self.deadline = deadline  # idle expiry, never later than the absolute one
+        self.expires = expires  # absolute expiry
+        self.user = user
 
 
 class MemoryStore:
@@ -31,13 +40,19 @@ class MemoryStore:
 
     name = "memory"
 
-    def __init__(self, *, max_sessions: int, clock: Clock = time.time) -> None:
-        if max_sessions < 1:
-            raise ValueError("max_sessions must be positive")
+    def __init__(
+        self, *, max_sessions: int, clock: Clock = time.time, max_counters: int | None = None
+    ) -> None:
+        if max_sessions < 1 or (max_counters is not None and max_counters < 1):
+            raise ValueError("max_sessions and max_counters must be positive")
         self.max_sessions = max_sessions
+        self.max_counters = max_sessions if max_counters is None else max_counters
         self._clock = clock
         # Least recently used first: eviction pops from the front.
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # SHA-256 of a throttling key -> its failure times, oldest first; least recently
+        # failed first.
+        self._failures: OrderedDict[bytes, list[float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -49,8 +64,8 @@ class MemoryStore:
             return None
         self._entries.move_to_end(sid)
         if touch is not None:
-            self._entries[sid] = entry._replace(deadline=min(now + touch, entry.expires))
-        return decode_record(entry.raw)
+            entry.deadline = min(now + touch, entry.expires)
+        return SessionRecord(dict(entry.data), entry.expires, entry.user)
 
     async def create(
         self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
@@ -74,15 +89,11 @@ class MemoryStore:
     ) -> bool:
         now = self._clock()
         entry = self._live(sid, now)
-        record = decode_record(entry.raw) if entry is not None else None
-        if record is None:
+        if entry is None:
             return False
-        record.data.update(changed)
-        for key in deleted:
-            record.data.pop(key, None)
-        if user is not None:
-            record.user = user
-        self._put(sid, record, now + ttl)
+        data = {k: v for k, v in entry.data.items() if k not in deleted}
+        data.update(changed)
+        self._put(sid, SessionRecord(data, entry.expires, user or entry.user), now + ttl)
         return True
 
     async def delete(self, sid: str) -> None:
@@ -123,8 +134,9 @@ class MemoryStore:
         return entry
 
     def _put(self, sid: str, record: SessionRecord, deadline: float) -> None:
+        # A copy: the caller's dict is not the stored one.
         self._entries[sid] = _Entry(
-            encode_record(record), min(deadline, record.expires), record.expires, record.user
+            dict(record.data), min(deadline, record.expires), record.expires, record.user
         )
         self._entries.move_to_end(sid)
 
@@ -136,3 +148,29 @@ class MemoryStore:
             if entry.deadline > now:
                 return
             del self._entries[sid]
+
+    async def attempt(self, key: str, outcome: Attempt, *, window: int, limit: int) -> float:
+        now = self._clock()
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        live = [t for t in self._failures.get(digest, ()) if t > now - window]
+        if len(live) >= limit:
+            return live[len(live) - limit] + window - now
+        if outcome is Attempt.FAILURE:
+            self._failures.pop(digest, None)
+            self._failures[digest] = [*live, now][-limit:]
+            self._bound_failures(now, window)
+        elif outcome is Attempt.SUCCESS or not live:
+            self._failures.pop(digest, None)
+        return 0.0
+
+    def _bound_failures(self, now: float, window: int) -> None:
+        """Drop a few expired counters off the cold end, then evict down to the bound."""
+        for _ in range(_SWEEP_ON_WRITE):
+            if not self._failures:
+                break
+            digest, times = next(iter(self._failures.items()))
+            if times[-1] > now - window:
+                break
+            del self._failures[digest]
+        while len(self._failures) > self.max_counters:
+            self._failures.popitem(last=False)

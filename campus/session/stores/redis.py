@@ -12,6 +12,9 @@
   key it replaces and the user index do not: there each write is split into single-slot
   steps (merge-if-exists stays one script on the session key; the index and the replaced
   key are separate commands). Elsewhere it stays one script call.
+- Login-failure counters are sorted sets of failure times under ``prefix + "login:" +
+  SHA-256(key)``: one single-key script per check (Redis Cluster safe), at most ``limit``
+  entries each, expiring ``window`` seconds after the last failure.
 - Every operation has a deadline; driver errors never leave this module: they become
   :class:`StoreUnavailable`.
 """
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
@@ -30,6 +34,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from campus.session.store import (
+    Attempt,
     Clock,
     SessionRecord,
     StoreUnavailable,
@@ -80,6 +85,25 @@ end
 return 1
 """
 
+# KEYS: a failure counter. ARGV: now, now - window (both seconds), window, limit, outcome,
+# a fresh member. Returns the seconds until fewer than limit failures remain ('0': now).
+_ATTEMPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local n, limit = redis.call('ZCARD', KEYS[1]), tonumber(ARGV[4])
+if n >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + tonumber(ARGV[3]) - tonumber(ARGV[1]))
+end
+if ARGV[5] == 'failure' then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[6])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -limit - 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+elseif ARGV[5] == 'success' then
+  redis.call('DEL', KEYS[1])
+end
+return '0'
+"""
+
 
 # KEYS: user index. ARGV: member, index ttl ms. The index outlives its longest session.
 _INDEX = """
@@ -123,6 +147,12 @@ class RedisStore:
         self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
         self._index = client.register_script(_INDEX)
+        self._attempt = client.register_script(_ATTEMPT)
+
+    @property
+    def client(self) -> Redis | RedisCluster:
+        """The connection pool, for other users of the same Redis (closed with the store)."""
+        return self._redis
 
     def key(self, sid: str) -> str:
         """The Redis key of a session id (public so tests and tools can find a record)."""
@@ -258,6 +288,19 @@ class RedisStore:
             # RedisClusterException is not a RedisError: e.g. no node of the Cluster answers.
             message = " ".join(str(exc).split())  # Sentinel's lists every client's repr
             raise StoreUnavailable(f"redis: {message[:200]}") from None
+
+    def failure_key(self, key: str) -> str:
+        """The Redis key of a login-failure counter: hashed, so no email sits in Redis."""
+        # surrogatepass: a key built from JSON input may hold a lone surrogate.
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return self._prefix + "login:" + digest
+
+    async def attempt(self, key: str, outcome: Attempt, *, window: int, limit: int) -> float:
+        now = self._clock()
+        args: list[str | int] = [repr(now), repr(now - window), window, limit, outcome.value]
+        args.append(secrets.token_hex(8))  # the member: unique even for equal times
+        raw = await self._call(self._attempt(keys=[self.failure_key(key)], args=args))
+        return max(float(raw), 0.0)
 
 
 def _socket_timeout(client: Redis | RedisCluster) -> float | None:

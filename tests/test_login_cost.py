@@ -1,0 +1,113 @@
+"""What a login costs in Redis commands, counted on the wire of a real server process.
+
+Counted with MONITOR: every command a client sends, one line each; the calls a Lua script
+makes inside Redis show up as ``lua`` lines and are not round trips, so they are left out.
+A fresh successful login (no session cookie) must cost at most three commands: the
+address check, the email's check-and-reset, and the session create.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+import redis
+
+from tests.conftest import PASSWORD, RedisServer
+from tests.test_server import SECRET, Campus, campus_env
+
+MARKER = "campus-test:end-of-capture"
+
+
+class Commands:
+    """The commands clients send to a redis-server while the ``with`` block runs."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.sent: list[str] = []
+        self._port = server.port
+        self._marker = server.client()
+        self._marker.ping()  # connected (and its handshake done) before we start watching
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Commands:
+        self._thread.start()
+        assert self._ready.wait(10), "MONITOR did not start"
+        return self
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._marker.echo(MARKER)
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "MONITOR did not see the end marker"
+
+    def _watch(self) -> None:
+        client = redis.Redis(port=self._port, socket_timeout=10)
+        with client.monitor() as monitor:
+            self._ready.set()
+            while True:
+                entry = monitor.next_command()
+                if MARKER in entry["command"]:
+                    return
+                if entry["client_type"] != "lua":
+                    self.sent.append(entry["command"].split(" ", 1)[0].upper())
+
+
+@pytest.fixture
+def campus(users_file: Path, redis_server: RedisServer, redis_db: redis.Redis) -> Iterator[Campus]:
+    env = campus_env(
+        CAMPUS_ENV="production",
+        CAMPUS_SESSION_SECRET=SECRET,
+        CAMPUS_REDIS_URL=redis_server.url,
+        CAMPUS_USERS_FILE=str(users_file),
+        CAMPUS_LOGIN_MAX_FAILURES="3",
+    )
+    server = Campus(env)
+    # Warm up: the first calls load the scripts and open the pooled connection.
+    assert server.request("/login", {"email": "bob@campus.test", "password": PASSWORD})[0] == 200
+    server.cookie = ""
+    yield server
+    server.stop()
+
+
+def login(campus: Campus, password: str = PASSWORD) -> int:
+    campus.cookie = ""  # fresh: no session cookie
+    status = campus.request("/login", {"email": "ann@campus.test", "password": password})[0]
+    return status
+
+
+def test_a_fresh_successful_login_costs_three_redis_commands(
+    campus: Campus, redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    redis_db.config_resetstat()
+    with Commands(redis_server) as commands:
+        assert login(campus) == 200
+    assert commands.sent == ["EVALSHA"] * 3  # address check, email check-and-reset, create
+    stats = redis_db.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 3
+
+
+def test_a_success_after_failures_still_costs_three(
+    campus: Campus, redis_server: RedisServer
+) -> None:
+    assert login(campus, "wrong") == 403
+    with Commands(redis_server) as commands:
+        assert login(campus) == 200  # resets Ann's counter in the same call that checks it
+    assert commands.sent == ["EVALSHA"] * 3
+
+
+def test_a_failure_costs_three_and_a_throttled_address_one(
+    campus: Campus, redis_server: RedisServer
+) -> None:
+    with Commands(redis_server) as failure:
+        assert login(campus, "wrong") == 403  # address check, email failure, address failure
+    for _ in range(2):
+        assert login(campus, "wrong") == 403
+    with Commands(redis_server) as refused:
+        assert login(campus) == 429  # refused before any password check
+    assert failure.sent == ["EVALSHA"] * 3
+    assert refused.sent == ["EVALSHA"]

@@ -1,0 +1,81 @@
+"""SECURITY.md's Redis ACL is enough for campus, and no more than it needs.
+
+The ACL line is read from SECURITY.md itself, so the advice cannot drift from the code: a
+production server and the `sessions` commands run through a whole day as that user.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import PASSWORD, REPO, RedisServer
+from tests.test_server import SECRET, Campus, campus_env
+
+ACL_PASSWORD = "acl-password-for-the-campus-user"
+
+
+def documented_acl() -> list[str]:
+    lines = (REPO / "SECURITY.md").read_text().splitlines()
+    (line,) = [line.strip() for line in lines if line.strip().startswith("ACL SETUSER campus ")]
+    return line.replace("LONG-RANDOM-PASSWORD", ACL_PASSWORD).split()
+
+
+def test_campus_works_as_the_documented_acl_user(users_file: Path, tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        admin = server.client()
+        admin.execute_command(*documented_acl())
+        url = f"redis://campus:{ACL_PASSWORD}@127.0.0.1:{server.port}/0"
+        env = campus_env(
+            CAMPUS_ENV="production",
+            CAMPUS_SESSION_SECRET=SECRET,
+            CAMPUS_REDIS_URL=url,
+            CAMPUS_USERS_FILE=str(users_file),
+            CAMPUS_SESSION_SECURE="false",
+        )
+        campus = Campus(env)
+        try:
+            ann = {"email": "ann@campus.test", "password": PASSWORD}
+            assert campus.request("/healthz")[0] == 200
+            assert campus.request("/login", {**ann, "password": "wrong"})[0] == 403
+            assert campus.request("/login", ann)[0] == 200  # SCRIPT LOAD, EVALSHA inside
+            assert campus.request("/api/me")[0] == 200
+            assert campus.request("/logout")[0] == 200
+            assert campus.request("/login", ann)[0] == 200
+        finally:
+            log = campus.stop()
+        assert "Traceback" not in log and " 503 " not in log and " 500 " not in log, log
+
+        def cli(*args: str) -> str:
+            result = subprocess.run(
+                [sys.executable, "-m", "campus", *args],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            assert result.returncode == 0, result.stderr
+            return result.stdout
+
+        assert cli("sessions", "count").strip() == "1"
+        assert "revoked 1 session" in cli("sessions", "revoke", "ann@campus.test")
+
+        # ... and the user is confined to campus's keys and commands.
+        confined = redis.Redis(
+            port=server.port, username="campus", password=ACL_PASSWORD, socket_timeout=2
+        )
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            confined.get("other:key")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            confined.flushall()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            confined.config_get("*")
+    finally:
+        server.stop()
