@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tornado.ioloop import IOLoop
 
 from campus.session.store import (
     Attempt,
@@ -34,7 +35,7 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store(
-    store_kind: str, clock: FakeClock, request: pytest.FixtureRequest
+    store_kind: str, clock: FakeClock, request: pytest.FixtureRequest, io_loop: IOLoop
 ) -> Iterator[SessionStore]:
     if store_kind == "memory":
         yield MemoryStore(max_sessions=1000, clock=clock)
@@ -47,7 +48,11 @@ def store(
         topology = request.getfixturevalue(store_kind.replace("-", "_"))
         topology.flush()
         url = topology.url
-    yield RedisStore(connect(url, timeout=1.0), prefix="test:", clock=clock)
+    store = RedisStore(connect(url, timeout=1.0), prefix="test:", clock=clock)
+    yield store
+    # Closed here, on the test's loop: a client left to the garbage collector tears its
+    # connections down in the middle of the next test.
+    io_loop.run_sync(store.close)
 
 
 def record(
@@ -276,6 +281,9 @@ async def test_success_forgets_the_failures(store: SessionStore) -> None:
 
 
 async def test_concurrent_failures_are_counted_exactly(store: SessionStore) -> None:
+    # Connections first: on a Cluster, redis-py 8.1 can fumble twelve handshakes started at
+    # once (a driver race, redis-py issue 4287); what this test checks is the counting.
+    await check(store, "warm-up")
     results = await asyncio.gather(*(fail(store, "k", limit=5) for _ in range(12)))
     answered = [r for (r,) in results if r == 0.0]
     assert len(answered) == 5  # five got through to a password check; seven were refused
