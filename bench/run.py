@@ -214,6 +214,7 @@ class Servers:
 
     def command(self, target: str, port: int) -> tuple[list[str], dict[str, str]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
+        env["PYTHONPATH"] = str(ROOT)  # this checkout, never an installed copy of campus
         python = [sys.executable]
         if self.uvloop:
             python += [str(ROOT / "bench" / "with_uvloop.py")]
@@ -231,7 +232,7 @@ class Servers:
         process = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *command],
             cwd=ROOT,
-            env={**env, "PYTHONPATH": str(ROOT)},
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -7,10 +7,12 @@ binding the socket. Everything it builds is handed to :func:`campus.app.make_app
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -95,10 +97,28 @@ def build_express(
     )
 
 
+#: The nice value of the Argon2 threads: the event loop wins the CPU whenever it wants it.
+HASHING_NICENESS = 19
+
+
+def _yield_to_the_event_loop() -> None:
+    """Lower this thread's CPU priority (Linux schedules threads, so nice is per thread).
+
+    Each hash is ~100 ms of CPU; at equal priority a burst of logins shares the core with the
+    event loop and every reader waits. Niced, logins take the CPU the readers leave over.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: no harm
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
 def build_services(config: Config, *, clock: Clock = time.time) -> Services:
     """Everything handlers need. Raises UsersError for a broken users file."""
     # Argon2 releases the GIL: one thread per core keeps logins off the event loop.
-    executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="argon2")
+    executor = ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 2,
+        thread_name_prefix="argon2",
+        initializer=_yield_to_the_event_loop,
+    )
     users = UserDirectory.load(config.users.file, executor=executor)
     store = build_store(config, clock=clock)
     return Services(
