@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -223,3 +224,43 @@ async def test_a_throttling_check_is_one_redis_command(
         calls = command_calls(redis_db)
         assert calls.pop("evalsha") == 1, outcome  # the rest runs inside the script
         assert not {"script", "eval", "multi", "exec"} & set(calls), outcome
+
+
+# -- reads batched per event-loop turn ------------------------------------------------------
+
+
+async def test_concurrent_reads_share_a_round_trip_but_stay_one_command_each(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    ids = [new_session_id() for _ in range(20)]
+    for i, sid in enumerate(ids):
+        await redis_store.create(sid, SessionRecord({"n": str(i)}, int(clock()) + 60, None), ttl=60)
+    redis_db.config_resetstat()
+    records = await asyncio.gather(*(redis_store.load(sid, touch=60) for sid in ids))
+    assert [r.data if r else None for r in records] == [{"n": str(i)} for i in range(20)]
+    assert command_calls(redis_db) == {"getex": 20}
+
+
+async def test_one_bad_reply_in_a_batch_fails_only_its_own_read(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    good = new_session_id()
+    await redis_store.create(good, record(clock), ttl=60)
+    bad = new_session_id()
+    redis_db.sadd(redis_store.key(bad), "not a string")  # GETEX on a set: WRONGTYPE
+    results = await asyncio.gather(
+        redis_store.load(good, touch=60), redis_store.load(bad, touch=60), return_exceptions=True
+    )
+    assert isinstance(results[0], SessionRecord)
+    assert isinstance(results[1], StoreUnavailable)
+
+
+async def test_a_batch_on_a_dead_connection_fails_every_read(clock: FakeClock) -> None:
+    from tests.conftest import free_port
+
+    store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
+    results = await asyncio.gather(
+        *(store.load(new_session_id(), touch=60) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+    await store.close()

@@ -41,6 +41,7 @@ from campus.session.store import (
     decode_record,
     encode_record,
 )
+from campus.session.stores.redis_batch import ReadBatcher
 from campus.session.stores.redis_url import close, connect
 
 __all__ = ["RedisStore", "connect"]
@@ -148,6 +149,8 @@ class RedisStore:
         self._update = client.register_script(_UPDATE)
         self._index = client.register_script(_INDEX)
         self._attempt = client.register_script(_ATTEMPT)
+        # Cluster clients route each key to its node: no shared pipeline for them.
+        self._reads = None if isinstance(client, RedisCluster) else ReadBatcher(client)
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -163,10 +166,11 @@ class RedisStore:
 
     async def load(self, sid: str, *, touch: int | None) -> SessionRecord | None:
         key = self.key(sid)
-        if touch is None:
-            raw = await self._call(self._redis.get(key))
+        command = ("GET", key) if touch is None else ("GETEX", key, "PX", touch * 1000)
+        if self._reads is not None:
+            raw = await self._call(self._reads.execute(*command))
         else:
-            raw = await self._call(self._redis.getex(key, px=touch * 1000))
+            raw = await self._call(self._redis.execute_command(*command))
         if raw is None:
             return None
         record = decode_record(raw)
