@@ -25,7 +25,7 @@ from campus.app import make_app
 from campus.config import Config, RedisConfig, SessionConfig, UsersConfig
 from campus.server import build_sessions
 from campus.services import Services
-from campus.session.store import SessionStore
+from campus.session.store import SessionRecord, SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.users import UserDirectory
@@ -219,3 +219,38 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield group
     finally:
         group.stop()
+
+
+class DownStore:
+    """A store whose every call fails the way an unreachable one does (an outage)."""
+
+    name = "down"
+
+    async def load(self, sid: str, *, touch: int | None) -> SessionRecord | None:
+        raise StoreUnavailable("down")
+
+    async def create(
+        self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
+    ) -> None:
+        raise StoreUnavailable("down")
+
+    async def update(self, sid: str, changed: Any, deleted: Any, *, ttl: int, user: Any) -> bool:
+        raise StoreUnavailable("down")
+
+    async def delete(self, sid: str) -> None:
+        raise StoreUnavailable("down")
+
+    async def delete_user(self, user: str) -> int:
+        raise StoreUnavailable("down")
+
+    async def count(self) -> int:
+        raise StoreUnavailable("down")
+
+    async def ping(self) -> None:
+        raise StoreUnavailable("down")
+
+    async def close(self) -> None:
+        raise StoreUnavailable("down")
+
+    async def attempt(self, key: str, outcome: Any, *, window: int, limit: int) -> float:
+        raise StoreUnavailable("down")

@@ -21,9 +21,8 @@ from tornado.tcpclient import TCPClient
 from campus.app import make_app
 from campus.server import build_sessions
 from campus.services import Services
-from campus.session import StoreUnavailable
-from campus.session.store import SessionRecord, new_session_id
-from tests.conftest import session_cookie
+from campus.session.store import new_session_id
+from tests.conftest import DownStore, session_cookie
 
 SECRET = b"TOP-SECRET-campus-frontend-test-3f9a1c"
 INDEX = b"<!doctype html><html><body><main id='app'>shell for tests</main></body></html>\n"
@@ -408,41 +407,6 @@ async def test_the_client_sends_traversals_unchanged(fetch: Fetch) -> None:
 
 
 # --- the frontend needs no session store -----------------------------------------------
-
-
-class DownStore:
-    """Every call fails the way an unreachable store does."""
-
-    name = "down"
-
-    async def load(self, sid: str, *, touch: int | None) -> SessionRecord | None:
-        raise StoreUnavailable("down")
-
-    async def create(
-        self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
-    ) -> None:
-        raise StoreUnavailable("down")
-
-    async def update(self, sid: str, changed: Any, deleted: Any, *, ttl: int, user: Any) -> bool:
-        raise StoreUnavailable("down")
-
-    async def delete(self, sid: str) -> None:
-        raise StoreUnavailable("down")
-
-    async def delete_user(self, user: str) -> int:
-        raise StoreUnavailable("down")
-
-    async def count(self) -> int:
-        raise StoreUnavailable("down")
-
-    async def ping(self) -> None:
-        raise StoreUnavailable("down")
-
-    async def close(self) -> None:
-        raise StoreUnavailable("down")
-
-    async def attempt(self, key: str, outcome: Any, *, window: int, limit: int) -> float:
-        raise StoreUnavailable("down")
 
 
 class TestStoreDown:

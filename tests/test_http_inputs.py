@@ -20,10 +20,10 @@ from tornado.httpclient import HTTPResponse
 from campus.app import make_app
 from campus.services import Services
 from campus.session import CookieSigner, StoreUnavailable
-from campus.session.store import SessionRecord, new_session_id
+from campus.session.store import new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.users import MAX_EMAIL, MAX_PASSWORD
-from tests.conftest import PASSWORD, REPO, session_cookie
+from tests.conftest import PASSWORD, REPO, DownStore, session_cookie
 
 MAX_BODY = 64 * 1024
 ANN = "ann@campus.test"
@@ -662,41 +662,6 @@ async def test_logout_expires_the_cookie_with_the_same_attributes(
 
 
 # --- a store that is down --------------------------------------------------------------
-
-
-class DownStore:
-    """Every call fails the way an unreachable store does."""
-
-    name = "down"
-
-    async def load(self, sid: str, *, touch: int | None) -> SessionRecord | None:
-        raise StoreUnavailable("down")
-
-    async def create(
-        self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
-    ) -> None:
-        raise StoreUnavailable("down")
-
-    async def update(self, sid: str, changed: Any, deleted: Any, *, ttl: int, user: Any) -> bool:
-        raise StoreUnavailable("down")
-
-    async def delete(self, sid: str) -> None:
-        raise StoreUnavailable("down")
-
-    async def delete_user(self, user: str) -> int:
-        raise StoreUnavailable("down")
-
-    async def count(self) -> int:
-        raise StoreUnavailable("down")
-
-    async def ping(self) -> None:
-        raise StoreUnavailable("down")
-
-    async def close(self) -> None:
-        raise StoreUnavailable("down")
-
-    async def attempt(self, key: str, outcome: Any, *, window: int, limit: int) -> float:
-        raise StoreUnavailable("down")
 
 
 class TestStoreDown:
