@@ -12,8 +12,11 @@ import argparse
 import asyncio
 import gc
 import json
+import sys
 import tracemalloc
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's campus
 
 from campus.session.store import SessionRecord, encode_values, new_session_id
 from campus.session.stores.memory import MemoryStore
