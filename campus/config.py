@@ -12,99 +12,40 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from typing import Any
 
-from campus.session.stores.redis_url import SCHEMES, parse_redis_url
+from campus.config_checks import Values, check, show_value
+from campus.session.stores.redis_url import SCHEMES
+from campus.settings import (  # re-exported: campus.config is where callers look
+    DEV_SECRET,
+    MIN_SECRET_LENGTH,
+    Config,
+    ConfigError,
+    ExpressConfig,
+    LoginConfig,
+    RedisConfig,
+    ServerConfig,
+    SessionConfig,
+    UsersConfig,
+)
 
-DEV_SECRET = "campus-development-secret-do-not-use-in-production"
-MIN_SECRET_LENGTH = 32
+__all__ = [
+    "DEV_SECRET",
+    "MIN_SECRET_LENGTH",
+    "REDIS_SCHEMES",
+    "Config",
+    "ConfigError",
+    "ExpressConfig",
+    "LoginConfig",
+    "RedisConfig",
+    "ServerConfig",
+    "SessionConfig",
+    "UsersConfig",
+    "load",
+]
+
 REDIS_SCHEMES = SCHEMES  # redis, rediss, unix, redis+sentinel, redis+cluster
-
-
-class ConfigError(Exception):
-    """A configuration the server must refuse; str() is one line naming source and key."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """[server]: where to listen, and whom to believe about the client (a proxy in front)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    trust_proxy: bool = False
-    allowed_origins: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """[session]: the cookie policy and session lifetimes; secrets are kept out of repr()."""
-
-    secret: tuple[str, ...] = field(default=(DEV_SECRET,), repr=False)  # first signs, all verify
-    store: Literal["memory", "redis"] = "memory"
-    cookie_name: str = "campus.sid"
-    same_site: Literal["strict", "lax", "none"] = "lax"
-    secure: bool | Literal["auto"] = "auto"
-    domain: str = ""
-    idle_timeout: int = 1800
-    absolute_timeout: int = 28800
-    rolling: bool = True
-    save_uninitialized: bool = False
-    max_sessions: int = 100000
-
-
-@dataclass(frozen=True, slots=True)
-class RedisConfig:
-    """[redis]: the production store; the URL may carry a password, so never log it whole."""
-
-    url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = "campus:"
-    timeout: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class UsersConfig:
-    """[users]: the JSON file of accounts."""
-
-    file: str = "config/users.dev.json"
-
-
-@dataclass(frozen=True, slots=True)
-class LoginConfig:
-    """[login]: failed-login throttling, counted in the store so all processes share it."""
-
-    max_failures: int = 5
-    window: int = 900
-
-
-@dataclass(frozen=True, slots=True)
-class ExpressConfig:
-    """[express]: carrying sessions over from the Express app on cut-over day."""
-
-    secrets: tuple[str, ...] = field(default=(), repr=False)  # empty: cut-over is off
-    cookie_name: str = "connect.sid"
-    prefix: str = "sess:"
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """The whole configuration; frozen, so handlers can share it without copying."""
-
-    env: Literal["development", "production"] = "development"
-    source: str | None = None  # the config file actually read
-    server: ServerConfig = field(default_factory=ServerConfig)
-    session: SessionConfig = field(default_factory=SessionConfig)
-    redis: RedisConfig = field(default_factory=RedisConfig)
-    users: UsersConfig = field(default_factory=UsersConfig)
-    login: LoginConfig = field(default_factory=LoginConfig)
-    express: ExpressConfig = field(default_factory=ExpressConfig)
-
-    @property
-    def production(self) -> bool:
-        """NODE_ENV=production's analogue: strict secrets, and the warnings that go with it."""
-        return self.env == "production"
 
 
 _SECTIONS: Mapping[str, type[Any]] = {
@@ -135,11 +76,6 @@ _BOOL_WORDS = dict.fromkeys(("true", "1", "yes", "on"), True)
 _BOOL_WORDS |= dict.fromkeys(("false", "0", "no", "off"), False)
 _INT = re.compile(r"[+-]?[0-9]+")  # [0-9], not \d: int() would take other scripts' digits
 _FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 cookie-name (an RFC 2616 token)
-_DOMAIN = re.compile(r"[A-Za-z0-9.-]*")
-_ORIGIN = re.compile(r"https?://[^/?#\s]+")
-
-_Values = dict[str, dict[str, tuple[Any, str]]]  # section -> key -> (value, where it came from)
 
 
 def _kind(section: str, key: str) -> str:
@@ -196,22 +132,6 @@ def _is_str(value: object) -> bool:
     return isinstance(value, str)
 
 
-def _all(pattern: re.Pattern[str]) -> Callable[[tuple[str, ...]], bool]:
-    return lambda items: all(pattern.fullmatch(item) for item in items)
-
-
-def _show(value: object, key: str) -> str:
-    """A short one-line rendering of a bad value that never reveals a secret or password."""
-    if "secret" in key:
-        return f"a value of type {type(value).__name__}"
-    if key == "url" and isinstance(value, str):  # a Redis URL may carry a password
-        return repr(urlsplit(value).scheme + "://...")
-    if isinstance(value, bool):
-        return str(value).lower()
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _read_toml(path: str, named_by: str | None) -> dict[str, Any] | None:
     """Parse the file; a missing default file means defaults (campus run from elsewhere)."""
     try:
@@ -229,7 +149,7 @@ def _read_toml(path: str, named_by: str | None) -> dict[str, Any] | None:
         raise ConfigError(f"{path}: invalid TOML: the file is not UTF-8") from None
 
 
-def _apply_file(values: _Values, path: str, data: dict[str, Any]) -> None:
+def _apply_file(values: Values, path: str, data: dict[str, Any]) -> None:
     for section, table in data.items():
         if section not in _SECTIONS or not isinstance(table, dict):
             what = "section" if isinstance(table, dict) else "key outside any section"
@@ -243,11 +163,11 @@ def _apply_file(values: _Values, path: str, data: dict[str, Any]) -> None:
             try:
                 values[section][key] = (_from_toml(kind, raw), where)
             except ValueError:
-                got = _show(raw, key)
+                got = show_value(raw, key)
                 raise ConfigError(f"{where}: expected {_EXPECTED[kind]}, got {got}") from None
 
 
-def _apply_environ(values: _Values, environ: Mapping[str, str]) -> None:
+def _apply_environ(values: Values, environ: Mapping[str, str]) -> None:
     long_names = {f"CAMPUS_{s}_{k}".upper(): (s, k) for s in values for k in values[s]}
     for name in sorted(environ):
         for section in _SECTIONS:  # a known section's prefix with an unknown key: a typo
@@ -261,113 +181,8 @@ def _apply_environ(values: _Values, environ: Mapping[str, str]) -> None:
         try:
             values[section][key] = (_from_env(kind, environ[name]), name)
         except ValueError:
-            got = _show(environ[name], key)
+            got = show_value(environ[name], key)
             raise ConfigError(f"{name}: expected {_EXPECTED[kind]}, got {got}") from None
-
-
-def _check(values: _Values, production: bool) -> None:
-    """Checks after merging; each failure names the key and where its value came from."""
-
-    def require(section: str, key: str, test: Callable[[Any], object], rule: str) -> None:
-        value, where = values[section][key]
-        if not test(value):
-            raise ConfigError(f"{where}: {rule}, got {_show(value, key)}")
-
-    server, session = values["server"], values["session"]
-    origins, where = server["allowed_origins"]  # browsers send origins in lower case
-    server["allowed_origins"] = (tuple(origin.lower() for origin in origins), where)
-    same_site, where = session["same_site"]
-    session["same_site"] = (same_site.lower(), where)
-    require("server", "port", lambda v: 0 <= v <= 65535, "must be 0..65535 (0: any free port)")
-    require("server", "allowed_origins", _all(_ORIGIN), "want scheme://host[:port] each")
-    require("session", "store", ("memory", "redis").__contains__, "must be memory or redis")
-    require(
-        "session",
-        "same_site",
-        ("strict", "lax", "none").__contains__,
-        "must be strict, lax or none",
-    )
-    require("session", "domain", _DOMAIN.fullmatch, "must be a host name or empty")
-    require("session", "cookie_name", _TOKEN.fullmatch, "must be a cookie name (RFC 6265 token)")
-    require("express", "cookie_name", _TOKEN.fullmatch, "must be a cookie name (RFC 6265 token)")
-    for section, key in (
-        ("session", "idle_timeout"),
-        ("session", "absolute_timeout"),
-        ("session", "max_sessions"),
-        ("redis", "timeout"),
-        ("login", "max_failures"),
-        ("login", "window"),
-    ):
-        require(section, key, lambda v: v > 0, "must be positive")
-    schemes = ", ".join(REDIS_SCHEMES)
-    require(
-        "redis",
-        "url",
-        lambda v: urlsplit(v).scheme.lower() in REDIS_SCHEMES,
-        f"scheme must be {schemes}",
-    )
-    url, where = values["redis"]["url"]
-    try:
-        parse_redis_url(url)  # the shape of Sentinel and Cluster URLs
-    except ValueError as err:
-        raise ConfigError(f"{where}: {err}, got {_show(url, 'url')}") from None
-    require("users", "file", bool, "must not be empty")
-    _check_secrets(values, production)
-    _check_cookie(session)
-    _check_express(values)
-
-
-def _check_secrets(values: _Values, production: bool) -> None:
-    for section, key in (("session", "secret"), ("express", "secrets")):
-        secrets, where = values[section][key]
-        if not all(secrets):
-            raise ConfigError(f"{where}: a secret is empty")
-    secrets, where = values["session"]["secret"]
-    if not production:
-        if not secrets:
-            raise ConfigError(f"{where}: at least one secret is needed")
-        return
-    problem = "" if secrets and not where.endswith("(default)") else "none is set"
-    for number, secret in enumerate(secrets if not problem else (), start=1):
-        if secret == DEV_SECRET:
-            problem = f"secret {number} from {where} is the development default"
-        elif len(secret) < MIN_SECRET_LENGTH and not problem:
-            problem = f"secret {number} from {where} is too short"
-    if problem:
-        raise ConfigError(
-            f"production needs CAMPUS_SESSION_SECRET: at least {MIN_SECRET_LENGTH} characters,"
-            f" not the development default ({problem})"
-        )
-
-
-def _check_cookie(session: dict[str, tuple[Any, str]]) -> None:
-    """SPEC "The session cookie": browsers ignore these cookies unless they are Secure."""
-    name, name_at = session["cookie_name"]
-    secure, secure_at = session["secure"]
-    not_secure = f"needs session.secure = true, not {_show(secure, '')} ({secure_at})"
-    if name.lower().startswith(("__host-", "__secure-")) and secure is not True:
-        raise ConfigError(f"{name_at}: a {name.split('-')[0]}- cookie name {not_secure}")
-    if name.lower().startswith("__host-") and session["domain"][0]:
-        where = session["domain"][1]
-        raise ConfigError(f"{name_at}: a __Host- cookie cannot have a domain ({where})")
-    if session["same_site"][0] == "none" and secure is not True:
-        raise ConfigError(f"{session['same_site'][1]}: SameSite=None {not_secure}")
-
-
-def _check_express(values: _Values) -> None:
-    """The Express records live in Redis, and a session carried over must outlive the process.
-
-    With the memory store, a session carried over on one process is unknown to the others and
-    lost on restart, while its Express record is already deleted: the user would be logged
-    out, which is what the cut-over exists to prevent. So refuse rather than half-work.
-    """
-    secrets, secrets_at = values["express"]["secrets"]
-    store, store_at = values["session"]["store"]
-    if secrets and store != "redis":
-        raise ConfigError(
-            f"{secrets_at}: the Express cut-over reads connect-redis sessions from Redis and"
-            f' needs session.store = "redis", not {store!r} ({store_at})'
-        )
 
 
 def load(
@@ -389,7 +204,7 @@ def load(
         path, named_by = environ["CAMPUS_CONFIG"], "CAMPUS_CONFIG"
     else:
         path, named_by = f"config/{env_name}.toml", None
-    values: _Values = {
+    values: Values = {
         name: {f.name: (f.default, f"{name}.{f.name} (default)") for f in dataclasses.fields(cls)}
         for name, cls in _SECTIONS.items()
     }
@@ -401,7 +216,7 @@ def load(
         values["server"]["host"] = (host, "--host")
     if port is not None:
         values["server"]["port"] = (port, "--port")
-    _check(values, production=env_name == "production")
+    check(values, production=env_name == "production")
     built = {
         name: cls(**{k: v for k, (v, _) in values[name].items()}) for name, cls in _SECTIONS.items()
     }

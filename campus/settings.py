@@ -1,0 +1,96 @@
+"""The configuration's shape: frozen dataclasses whose fields are the keys and defaults.
+
+Kept apart from the loading (campus/config.py) so that anything needing only the types —
+handlers, services, tests — reads 120 lines, not the parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DEV_SECRET = "campus-development-secret-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A configuration the server must refuse; str() is one line naming source and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """[server]: where to listen, and whom to believe about the client (a proxy in front)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    trust_proxy: bool = False
+    allowed_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """[session]: the cookie policy and session lifetimes; secrets are kept out of repr()."""
+
+    secret: tuple[str, ...] = field(default=(DEV_SECRET,), repr=False)  # first signs, all verify
+    store: Literal["memory", "redis"] = "memory"
+    cookie_name: str = "campus.sid"
+    same_site: Literal["strict", "lax", "none"] = "lax"
+    secure: bool | Literal["auto"] = "auto"
+    domain: str = ""
+    idle_timeout: int = 1800
+    absolute_timeout: int = 28800
+    rolling: bool = True
+    save_uninitialized: bool = False
+    max_sessions: int = 100000
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """[redis]: the production store; the URL may carry a password, so never log it whole."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "campus:"
+    timeout: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsersConfig:
+    """[users]: the JSON file of accounts."""
+
+    file: str = "config/users.dev.json"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginConfig:
+    """[login]: failed-login throttling, counted in the store so all processes share it."""
+
+    max_failures: int = 5
+    window: int = 900
+
+
+@dataclass(frozen=True, slots=True)
+class ExpressConfig:
+    """[express]: carrying sessions over from the Express app on cut-over day."""
+
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # empty: cut-over is off
+    cookie_name: str = "connect.sid"
+    prefix: str = "sess:"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; frozen, so handlers can share it without copying."""
+
+    env: Literal["development", "production"] = "development"
+    source: str | None = None  # the config file actually read
+    server: ServerConfig = field(default_factory=ServerConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    users: UsersConfig = field(default_factory=UsersConfig)
+    login: LoginConfig = field(default_factory=LoginConfig)
+    express: ExpressConfig = field(default_factory=ExpressConfig)
+
+    @property
+    def production(self) -> bool:
+        """NODE_ENV=production's analogue: strict secrets, and the warnings that go with it."""
+        return self.env == "production"
