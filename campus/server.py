@@ -196,13 +196,13 @@ async def _serve(services: Services) -> int:
         config.server.host,
         port,
     )
-    # Only now: systemd starts units ordered after us, and a proxy may route to us, once READY.
-    notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Only now: systemd starts units ordered after us, and a proxy may route to us, once READY
+    # (and a stop it sends from then on is a graceful one).
+    notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")
     await stop.wait()
 
     log.info("shutting down: no new connections, %d request(s) in flight", in_flight.count)
