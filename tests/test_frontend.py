@@ -165,11 +165,14 @@ async def test_head_works(fetch: Fetch, path: str) -> None:
 
 
 @pytest.mark.gen_test
-async def test_files_other_than_the_shell_are_not_no_cache(fetch: Fetch) -> None:
-    for path in ("/app.js", "/robots.txt", "/img/x.png"):
+async def test_dist_files_are_revalidated_and_static_files_may_be_cached(fetch: Fetch) -> None:
+    for path in ("/app.js", "/img/x.png"):  # unversioned names: revalidate like the shell
         response = await fetch(path)
-        assert response.headers.get("Cache-Control") != "no-cache"
-        assert response.headers.get("Cache-Control") != "no-store"
+        assert response.headers.get("Cache-Control") == "no-cache"
+        again = await fetch(path, headers={"If-None-Match": response.headers["ETag"]})
+        assert again.code == 304
+    static = await fetch("/robots.txt")
+    assert static.headers.get("Cache-Control") not in ("no-cache", "no-store")
 
 
 @pytest.mark.parametrize(

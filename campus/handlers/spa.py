@@ -71,7 +71,10 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
         return f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
 
     def set_extra_headers(self, path: str) -> None:
-        if self.root == self.dist and path == SHELL:
+        # The shell and the modules it loads change together at a deploy and their names carry
+        # no version: each is revalidated (a 304 when unchanged), so a browser never runs an
+        # old module under a new shell. static/ files (favicon, robots.txt) may be cached.
+        if self.root == self.dist:
             self.set_header("Cache-Control", "no-cache")
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
