@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REPO, RedisServer, free_port
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD, RedisServer, free_port
+from tests.test_server import SECRET, Campus, campus_env, run_campus
 
 
 @pytest.fixture
@@ -33,14 +32,7 @@ def server(env: dict[str, str]) -> Iterator[Campus]:
 
 
 def campus(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "campus", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_campus(env, *args, timeout=30)
 
 
 def logged_in(server: Campus, email: str) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,8 @@ import redis
 
 from campus.config import Config
 from campus.session import CookieSigner
-from tests.conftest import PASSWORD, REPO, RedisServer, free_port
-from tests.test_server import Campus, campus_env
+from tests.conftest import PASSWORD, RedisServer, free_port
+from tests.test_server import Campus, campus_env, run_campus
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 SECRET_A = "a-secret-of-the-old-days-" + "a" * 24
@@ -73,14 +71,7 @@ def attributes(set_cookie: str) -> dict[str, str]:
     ids=["host-auto", "host-insecure", "host-domain", "secure-prefix", "none-auto", "none-off"],
 )
 def test_the_server_refuses_to_start(settings: dict[str, str], says: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "campus", "--port", str(free_port())],
-        cwd=REPO,
-        env=campus_env(**settings),
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = run_campus(campus_env(**settings), "--port", str(free_port()))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], result.stderr
@@ -90,14 +81,7 @@ def test_the_server_refuses_to_start(settings: dict[str, str], says: str) -> Non
 def test_a_config_file_breaking_the_rules_is_named(tmp_path: Path) -> None:
     config = tmp_path / "development.toml"
     config.write_text('[session]\nsame_site = "none"\n')
-    result = subprocess.run(
-        [sys.executable, "-m", "campus", "--config", str(config)],
-        cwd=REPO,
-        env=campus_env(),
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = run_campus(campus_env(), "--config", str(config))
     assert result.returncode != 0
     assert f"{config}: session.same_site: SameSite=None" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -6,15 +6,13 @@ production server and the `sessions` commands run through a whole day as that us
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.conftest import PASSWORD, REPO, RedisServer
-from tests.test_server import SECRET, Campus, campus_env
+from tests.test_server import SECRET, Campus, campus_env, run_campus
 
 ACL_PASSWORD = "acl-password-for-the-campus-user"
 
@@ -53,14 +51,7 @@ def test_campus_works_as_the_documented_acl_user(users_file: Path, tmp_path: Pat
         assert "Traceback" not in log and " 503 " not in log and " 500 " not in log, log
 
         def cli(*args: str) -> str:
-            result = subprocess.run(
-                [sys.executable, "-m", "campus", *args],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=20,
-            )
+            result = run_campus(env, *args)
             assert result.returncode == 0, result.stderr
             return result.stdout
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,10 +10,10 @@ from typing import Any
 import pytest
 from tornado.web import decode_signed_value
 
-from tests.conftest import PASSWORD, REPO
+from tests.conftest import PASSWORD
 from tests.redis_topologies import Cluster, SentinelGroup, wait_for
 from tests.session.test_redis_outage import kill
-from tests.test_server import SECRET, Campus, campus_env
+from tests.test_server import SECRET, Campus, campus_env, run_campus
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 BOB = {"email": "bob@campus.test", "password": PASSWORD}
@@ -76,17 +74,6 @@ def test_a_session_survives_a_sentinel_failover(how: str, tmp_path: Path, users_
         group.stop()
 
 
-def run_campus(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "campus", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
 def test_campus_on_a_cluster_logs_a_user_out_everywhere(
     redis_cluster: Cluster, users_file: Path
 ) -> None:
@@ -110,8 +97,8 @@ def test_campus_on_a_cluster_logs_a_user_out_everywhere(
             CAMPUS_REDIS_URL=redis_cluster.url,
             CAMPUS_USERS_FILE=str(users_file),
         )
-        assert run_campus(env, "sessions", "count").stdout == "4\n"
-        revoke = run_campus(env, "sessions", "revoke", "ann@campus.test")
+        assert run_campus(env, "sessions", "count", timeout=30).stdout == "4\n"
+        revoke = run_campus(env, "sessions", "revoke", "ann@campus.test", timeout=30)
         assert revoke.stdout == "revoked 3 sessions of ann@campus.test\n", revoke.stderr
         for cookie in cookies["ann"]:
             server.cookie = cookie
@@ -119,7 +106,7 @@ def test_campus_on_a_cluster_logs_a_user_out_everywhere(
         server.cookie = cookies["bob"][0]
         assert server.request("/api/me")[0] == 200
         assert server.request("/logout")[::2] == (200, {})
-        assert run_campus(env, "sessions", "count").stdout == "0\n"
+        assert run_campus(env, "sessions", "count", timeout=30).stdout == "0\n"
     finally:
         log = server.stop()
     assert "Traceback" not in log

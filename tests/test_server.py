@@ -30,6 +30,20 @@ def campus_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_campus(
+    env: dict[str, str], *args: str, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    """`python -m campus ARGS` to completion, as an operator's shell would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "campus", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class Campus:
     """A campus server process on a free port."""
 
@@ -158,14 +172,7 @@ def test_production_refuses_a_bad_secret_with_one_line(secret: str | None) -> No
     env = campus_env(CAMPUS_ENV="production")
     if secret is not None:
         env["CAMPUS_SESSION_SECRET"] = secret
-    result = subprocess.run(
-        [sys.executable, "-m", "campus", "--port", str(free_port())],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = run_campus(env, "--port", str(free_port()))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "CAMPUS_SESSION_SECRET" in lines[0], result.stderr
@@ -187,14 +194,7 @@ def test_production_with_the_memory_store_warns(users_file: Path) -> None:
 def test_a_plaintext_password_in_the_users_file_refuses_to_start(tmp_path: Path) -> None:
     users = tmp_path / "users.json"
     users.write_text(json.dumps([{"email": "a@b.c", "password": "hunter2"}]))
-    result = subprocess.run(
-        [sys.executable, "-m", "campus", "--port", str(free_port())],
-        cwd=REPO,
-        env=campus_env(CAMPUS_USERS_FILE=str(users)),
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = run_campus(campus_env(CAMPUS_USERS_FILE=str(users)), "--port", str(free_port()))
     assert result.returncode != 0
     assert "plaintext" in result.stderr and "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr
@@ -215,14 +215,7 @@ def test_a_broken_config_file_is_one_line_naming_file_and_key(
 ) -> None:
     config = tmp_path / "development.toml"
     config.write_text(content)
-    result = subprocess.run(
-        [sys.executable, "-m", "campus", "--config", str(config)],
-        cwd=REPO,
-        env=campus_env(),
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    result = run_campus(campus_env(), "--config", str(config))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(config) in lines[0] and key in lines[0], result.stderr
