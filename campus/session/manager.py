@@ -124,11 +124,14 @@ class SessionManager:
         Raises TypeError for a value JSON cannot hold, StoreUnavailable when the store fails;
         the cookie is only ever set after the store write succeeded.
         """
-        if not self.needs_store(loaded):
-            return self.settle(loaded)
         session, now = loaded.session, self._clock()
         if not session.is_new:
-            return await self._commit_changes(loaded, now)
+            changed, deleted = session.changes()  # encoded once, for the check and the write
+            if not (changed or deleted):
+                return self.settle(loaded)
+            return await self._commit_changes(loaded, changed, deleted, now)
+        if not self.needs_store(loaded):
+            return self.settle(loaded)
         if session or self.policy.save_uninitialized:
             expires = int(now) + self.policy.absolute_timeout
             record = SessionRecord(session.encoded(), expires, self.user_of(session))
@@ -141,11 +144,12 @@ class SessionManager:
         await self.store.delete(session.doomed)
         return self.settle(loaded)
 
-    async def _commit_changes(self, loaded: LoadedSession, now: float) -> CookieUpdate | None:
+    async def _commit_changes(
+        self, loaded: LoadedSession, changed: dict[str, str], deleted: list[str], now: float
+    ) -> CookieUpdate | None:
         session = loaded.session
         assert session.expires is not None
         ttl = self._ttl(session.expires, now)
-        changed, deleted = session.changes()
         if ttl <= 0 or not await self.store.update(
             session.id, changed, deleted, ttl=ttl, user=self.user_of(session)
         ):

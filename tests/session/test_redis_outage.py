@@ -75,7 +75,7 @@ async def test_a_pool_of_stale_connections_recovers_on_the_first_request(
         ids = [new_session_id() for _ in range(10)]
         await asyncio.gather(*(store.create(sid, record(clock), ttl=60) for sid in ids))
         loaded = await asyncio.gather(*(store.load(sid, touch=60) for sid in ids))
-        assert all(loaded)  # ten connections in the pool now
+        assert all(loaded)  # the ten concurrent writes left ten connections in the pool
         server.stop()
         server.start()  # same port, data back from the append-only file
         loaded = await asyncio.gather(*(store.load(sid, touch=60) for sid in ids))
