@@ -23,7 +23,9 @@ from campus.settings import (  # re-exported: campus.config is where callers loo
     Config,
     ConfigError,
     ExpressConfig,
+    LogConfig,
     LoginConfig,
+    MetricsConfig,
     RedisConfig,
     ServerConfig,
     SessionConfig,
@@ -37,7 +39,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExpressConfig",
+    "LogConfig",
     "LoginConfig",
+    "MetricsConfig",
     "RedisConfig",
     "ServerConfig",
     "SessionConfig",
@@ -54,6 +58,8 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "redis": RedisConfig,
     "users": UsersConfig,
     "login": LoginConfig,
+    "log": LogConfig,
+    "metrics": MetricsConfig,
     "express": ExpressConfig,
 }
 # Short forms of CAMPUS_<SECTION>_<KEY>. If both spellings are set, the long form wins: it is

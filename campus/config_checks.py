@@ -28,7 +28,7 @@ def _all(pattern: re.Pattern[str]) -> Callable[[tuple[str, ...]], bool]:
 
 def show_value(value: object, key: str) -> str:
     """A short one-line rendering of a bad value that never reveals a secret or password."""
-    if "secret" in key:
+    if "secret" in key or key == "token":
         return f"a value of type {type(value).__name__}"
     if key == "url" and isinstance(value, str):  # a Redis URL may carry a password
         return repr(urlsplit(value).scheme + "://...")
@@ -63,7 +63,19 @@ def check(values: Values, production: bool) -> None:
     require("session", "domain", _DOMAIN.fullmatch, "must be a host name or empty")
     require("session", "cookie_name", _TOKEN.fullmatch, "must be a cookie name (RFC 6265 token)")
     require("express", "cookie_name", _TOKEN.fullmatch, "must be a cookie name (RFC 6265 token)")
+    require("log", "format", ("text", "json").__contains__, "must be text or json")
+    require(
+        "users",
+        "min_password_length",
+        lambda v: 8 <= v <= 1024,
+        "must be 8..1024 (NIST SP 800-63B: at least 8)",
+    )
     for section, key in (
+        ("server", "processes"),
+        ("server", "max_connections"),
+        ("server", "idle_timeout"),
+        ("server", "header_timeout"),
+        ("server", "body_timeout"),
         ("session", "idle_timeout"),
         ("session", "absolute_timeout"),
         ("session", "max_sessions"),

@@ -21,10 +21,16 @@ class ConfigError(Exception):
 class ServerConfig:
     """[server]: where to listen, and whom to believe about the client (a proxy in front)."""
 
+    root: str = "."  # holds static/, dist/ and config/; relative: to the current directory
     host: str = "127.0.0.1"
     port: int = 8000
     trust_proxy: bool = False
     allowed_origins: tuple[str, ...] = ()
+    processes: int = 1  # worker processes sharing the port (SO_REUSEPORT)
+    max_connections: int = 4096  # open client connections; past it new ones are refused
+    idle_timeout: float = 75.0  # seconds a keep-alive connection may sit between requests
+    header_timeout: float = 10.0  # seconds a client may take to send a request's headers
+    body_timeout: float = 30.0  # seconds a client may take to send a request's body
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +63,8 @@ class RedisConfig:
 class UsersConfig:
     """[users]: the JSON file of accounts."""
 
-    file: str = "config/users.dev.json"
+    file: str = "config/users.dev.json"  # relative: to the root
+    min_password_length: int = 15  # for `users add`; 8 is the lowest allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,22 @@ class LoginConfig:
 
     max_failures: int = 5
     window: int = 900
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """[log]: how lines look on stderr, and whether each request gets one."""
+
+    format: Literal["text", "json"] = "text"
+    access: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """[metrics]: GET /metrics for Prometheus; loopback clients only unless a token is set."""
+
+    enabled: bool = True
+    token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +111,8 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     users: UsersConfig = field(default_factory=UsersConfig)
     login: LoginConfig = field(default_factory=LoginConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     express: ExpressConfig = field(default_factory=ExpressConfig)
 
     @property
