@@ -34,8 +34,11 @@ class MethodPath(PathMatches):
         return super().match(request)
 
 
-def make_app(services: Services, *, root: str = ".", **settings: Any) -> tornado.web.Application:
-    """The Tornado application; *root* holds static/ and dist/."""
+def make_app(
+    services: Services, *, root: str | None = None, **settings: Any
+) -> tornado.web.Application:
+    """The Tornado application; *root* (by default the configured one) holds static/, dist/."""
+    root = services.config.server.root if root is None else root
     roots = [os.path.join(root, "static"), os.path.join(root, "dist")]
     settings.setdefault("log_function", log_request)
     rules: list[Any] = [

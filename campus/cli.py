@@ -20,6 +20,7 @@ from campus.users import (
     UsersError,
     add_user,
     normalize_email,
+    password_hasher,
     read_records,
     remove_user,
     validate_email,
@@ -54,35 +55,93 @@ def _port(text: str) -> int:
     return port
 
 
-def _parser() -> _Parser:
-    # SUPPRESS: a flag absent after the subcommand must not erase one given before it.
+_EXAMPLES = """\
+examples:
+  campus                                   serve (development: memory store, demo account)
+  campus --root /opt/campus --port 8001    serve the checkout in /opt/campus
+  CAMPUS_ENV=production CAMPUS_SESSION_SECRET=... campus --root /opt/campus
+  campus users add ann@example.edu --name Ann --password-stdin < password.txt
+  campus users list
+  campus sessions count                    (Redis store)
+  campus sessions revoke ann@example.edu   log Ann out everywhere
+
+environment (flags win over these, these over the config file):
+  CAMPUS_ENV       development (default) or production
+  CAMPUS_CONFIG    the TOML config file (default: ROOT/config/<env>.toml)
+  CAMPUS_ROOT      the directory holding static/, dist/ and config/ (default: .)
+  CAMPUS_SESSION_SECRET, CAMPUS_REDIS_URL, CAMPUS_USERS_FILE, CAMPUS_STORE, CAMPUS_HOST,
+  CAMPUS_PORT, and CAMPUS_<SECTION>_<KEY> for every key of the config file. Any other
+  CAMPUS_* name is refused as a typo.
+"""
+
+
+def _flags(*, server: bool) -> _Parser:
+    """The options a command takes: where the config is, and for `serve` where to listen.
+
+    SUPPRESS: a flag absent after the subcommand must not erase one given before it.
+    """
     flags = _Parser(add_help=False)
-    flags.add_argument("--env", default=argparse.SUPPRESS, help="development or production")
-    flags.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help="TOML file")
-    flags.add_argument("--host", default=argparse.SUPPRESS, help="address to listen on")
-    flags.add_argument("--port", type=_port, default=argparse.SUPPRESS, help="port to listen on")
+    group = flags.add_argument_group("configuration")
+    group.add_argument("--env", default=argparse.SUPPRESS, help="development or production")
+    group.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE", help="TOML file")
+    group.add_argument(
+        "--root", default=argparse.SUPPRESS, metavar="DIR", help="holds static/ dist/ config/"
+    )
+    if server:
+        group.add_argument("--host", default=argparse.SUPPRESS, help="address to listen on")
+        group.add_argument(
+            "--port", type=_port, default=argparse.SUPPRESS, help="port to listen on"
+        )
+    return flags
 
-    parser = _Parser(prog="campus", parents=[flags], description="campus server")
+
+def _parser() -> _Parser:
+    serving, managing = _flags(server=True), _flags(server=False)
+    parser = _Parser(
+        prog="campus",
+        parents=[serving],
+        description="campus: a Tornado server for a single-page app, with server-side sessions",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"campus {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", parents=[flags], help="run the server (the default)")
+    commands.add_parser("serve", parents=[serving], help="run the server (the default)")
 
-    users = commands.add_parser("users", parents=[flags], help="manage the users file")
+    users = commands.add_parser("users", help="manage the users file (no secret needed)")
     users_do = users.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = users_do.add_parser("add", parents=[flags], help="add a user (hashes the password)")
-    add.add_argument("email")
-    add.add_argument("--name")
-    add.add_argument("--role", action="append", dest="roles", metavar="ROLE")
+    add = users_do.add_parser(
+        "add", parents=[managing], help="add a user (checks the password, hashes it)"
+    )
+    add.add_argument("email", help="the login; matched without regard to case")
+    add.add_argument("--name", help="a display name, returned with the user")
+    add.add_argument(
+        "--role", action="append", dest="roles", metavar="ROLE", help="repeat for several"
+    )
     add.add_argument("--password-stdin", action="store_true", help="read one line from stdin")
-    remove = users_do.add_parser("remove", parents=[flags], help="remove a user")
+    remove = users_do.add_parser("remove", parents=[managing], help="remove a user")
     remove.add_argument("email")
-    users_do.add_parser("list", parents=[flags], help="list users: email<TAB>name")
+    users_do.add_parser("list", parents=[managing], help="list users: email<TAB>name")
 
-    sessions = commands.add_parser("sessions", parents=[flags], help="inspect the session store")
+    sessions = commands.add_parser(
+        "sessions", help="inspect the Redis session store (no secret needed)"
+    )
     sessions_do = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sessions_do.add_parser("count", parents=[flags], help="how many sessions are stored")
-    revoke = sessions_do.add_parser("revoke", parents=[flags], help="log a user out everywhere")
+    sessions_do.add_parser("count", parents=[managing], help="how many sessions are stored")
+    revoke = sessions_do.add_parser("revoke", parents=[managing], help="log a user out everywhere")
     revoke.add_argument("email")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("campus")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        import campus.session
+
+        return str(getattr(campus.session, "__version__", "unknown"))
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -92,6 +151,8 @@ def _config(args: argparse.Namespace) -> Config:
         config_file=getattr(args, "config", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        root=getattr(args, "root", None),
+        signing=args.command in (None, "serve"),
     )
 
 
@@ -122,13 +183,22 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-def _users(args: argparse.Namespace, path: str) -> int:
+def _users(args: argparse.Namespace, config: Config) -> int:
+    path = config.users.file
     if args.action == "add":
         email = validate_email(args.email)
         if any(normalize_email(r["email"]) == email for r in read_records(path)):
             raise CliError(f"{email} already exists in {path}")  # before asking for a password
         password = _read_password(args.password_stdin)
-        add_user(path, email, password, name=args.name, roles=args.roles)
+        add_user(
+            path,
+            email,
+            password,
+            name=args.name,
+            roles=args.roles,
+            hasher=password_hasher(config.users.argon2),
+            min_password_length=config.users.min_password_length,
+        )
         print(f"added {email} to {path}")
     elif args.action == "remove":
         remove_user(path, args.email)
@@ -163,7 +233,7 @@ async def _sessions(config: Config, args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.command == "users":
-        return _users(args, config.users.file)
+        return _users(args, config)
     if args.command == "sessions":
         from campus.session.store import StoreUnavailable
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from campus.session.stores.redis_url import SCHEMES as REDIS_SCHEMES
 from campus.session.stores.redis_url import parse_redis_url
-from campus.settings import DEV_SECRET, MIN_SECRET_LENGTH, ConfigError
+from campus.settings import DEV_SECRET, MIN_SECRET_LENGTH, ConfigError, Setting, Source
 
-Values = dict[str, dict[str, tuple[Any, str]]]  # section -> key -> (value, where it came from)
+Values = dict[str, dict[str, Setting]]  # section -> key -> value and where it came from
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 cookie-name (an RFC 2616 token)
 _DOMAIN = re.compile(r"[A-Za-z0-9.-]*")
@@ -31,26 +30,33 @@ def show_value(value: object, key: str) -> str:
     if "secret" in key or key == "token":
         return f"a value of type {type(value).__name__}"
     if key == "url" and isinstance(value, str):  # a Redis URL may carry a password
-        return repr(urlsplit(value).scheme + "://...")
+        scheme = value.partition("://" if "://" in value else ":")[0]
+        return repr(scheme[:20] + "://...")
     if isinstance(value, bool):
         return str(value).lower()
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check(values: Values, production: bool) -> None:
-    """Checks after merging; each failure names the key and where its value came from."""
+def _normalize(values: Values, section: str, key: str, change: Callable[[Any], Any]) -> None:
+    setting = values[section][key]
+    values[section][key] = Setting(change(setting.value), setting.source, setting.where)
+
+
+def check(values: Values, *, production: bool, signing: bool = True) -> None:
+    """Checks after merging; each failure names the key and where its value came from.
+
+    ``signing`` false: a command that signs no cookie; the session secret is not needed.
+    """
 
     def require(section: str, key: str, test: Callable[[Any], object], rule: str) -> None:
-        value, where = values[section][key]
-        if not test(value):
-            raise ConfigError(f"{where}: {rule}, got {show_value(value, key)}")
+        setting = values[section][key]
+        if not test(setting.value):
+            raise ConfigError(f"{setting.where}: {rule}, got {show_value(setting.value, key)}")
 
-    server, session = values["server"], values["session"]
-    origins, where = server["allowed_origins"]  # browsers send origins in lower case
-    server["allowed_origins"] = (tuple(origin.lower() for origin in origins), where)
-    same_site, where = session["same_site"]
-    session["same_site"] = (same_site.lower(), where)
+    # Browsers send origins in lower case.
+    _normalize(values, "server", "allowed_origins", lambda v: tuple(o.lower() for o in v))
+    _normalize(values, "session", "same_site", str.lower)
     require("server", "port", lambda v: 0 <= v <= 65535, "must be 0..65535 (0: any free port)")
     require("server", "allowed_origins", _all(_ORIGIN), "want scheme://host[:port] each")
     require("session", "store", ("memory", "redis").__contains__, "must be memory or redis")
@@ -88,31 +94,47 @@ def check(values: Values, production: bool) -> None:
     require(
         "redis",
         "url",
-        lambda v: urlsplit(v).scheme.lower() in REDIS_SCHEMES,
+        lambda v: "://" in v and v.partition("://")[0].lower() in REDIS_SCHEMES,
         f"scheme must be {schemes}",
     )
-    url, where = values["redis"]["url"]
+    url = values["redis"]["url"]
     try:
-        parse_redis_url(url)  # the shape of Sentinel and Cluster URLs
+        parse_redis_url(url.value)  # host, port and database, for every scheme
     except ValueError as err:
-        raise ConfigError(f"{where}: {err}, got {show_value(url, 'url')}") from None
+        raise ConfigError(f"{url.where}: {err}, got {show_value(url.value, 'url')}") from None
     require("users", "file", bool, "must not be empty")
-    _check_secrets(values, production)
-    _check_cookie(session)
+    argon2 = values["users"]["argon2"]
+    if argon2.value.memory_kib < 8 * argon2.value.parallelism:
+        raise ConfigError(f"{argon2.where}: Argon2 needs memory_kib >= 8 x parallelism")
+    _check_processes(values)
+    if signing:
+        _check_secrets(values, production)
+    _check_cookie(values["session"])
     _check_express(values)
+
+
+def _check_processes(values: Values) -> None:
+    """Processes behind one port only share sessions through Redis."""
+    processes, store = values["server"]["processes"], values["session"]["store"]
+    if processes.value > 1 and store.value != "redis":
+        raise ConfigError(
+            f"{processes.where}: {processes.value} processes need session.store = "
+            f'"redis" to share sessions, not {store.value!r} ({store.where})'
+        )
 
 
 def _check_secrets(values: Values, production: bool) -> None:
     for section, key in (("session", "secret"), ("express", "secrets")):
-        secrets, where = values[section][key]
-        if not all(secrets):
-            raise ConfigError(f"{where}: a secret is empty")
-    secrets, where = values["session"]["secret"]
+        setting = values[section][key]
+        if not all(setting.value):
+            raise ConfigError(f"{setting.where}: a secret is empty")
+    setting = values["session"]["secret"]
+    secrets, where = setting.value, setting.where
     if not production:
         if not secrets:
             raise ConfigError(f"{where}: at least one secret is needed")
         return
-    problem = "" if secrets and not where.endswith("(default)") else "none is set"
+    problem = "" if secrets and setting.source is not Source.DEFAULT else "none is set"
     for number, secret in enumerate(secrets if not problem else (), start=1):
         if secret == DEV_SECRET:
             problem = f"secret {number} from {where} is the development default"
@@ -125,18 +147,18 @@ def _check_secrets(values: Values, production: bool) -> None:
         )
 
 
-def _check_cookie(session: dict[str, tuple[Any, str]]) -> None:
-    """SPEC "The session cookie": browsers ignore these cookies unless they are Secure."""
-    name, name_at = session["cookie_name"]
-    secure, secure_at = session["secure"]
+def _check_cookie(session: dict[str, Setting]) -> None:
+    """Browsers ignore these cookies unless they are Secure."""
+    name, name_at = session["cookie_name"].value, session["cookie_name"].where
+    secure, secure_at = session["secure"].value, session["secure"].where
     not_secure = f"needs session.secure = true, not {show_value(secure, '')} ({secure_at})"
     if name.lower().startswith(("__host-", "__secure-")) and secure is not True:
         raise ConfigError(f"{name_at}: a {name.split('-')[0]}- cookie name {not_secure}")
-    if name.lower().startswith("__host-") and session["domain"][0]:
-        where = session["domain"][1]
+    if name.lower().startswith("__host-") and session["domain"].value:
+        where = session["domain"].where
         raise ConfigError(f"{name_at}: a __Host- cookie cannot have a domain ({where})")
-    if session["same_site"][0] == "none" and secure is not True:
-        raise ConfigError(f"{session['same_site'][1]}: SameSite=None {not_secure}")
+    if session["same_site"].value == "none" and secure is not True:
+        raise ConfigError(f"{session['same_site'].where}: SameSite=None {not_secure}")
 
 
 def _check_express(values: Values) -> None:
@@ -146,8 +168,8 @@ def _check_express(values: Values) -> None:
     lost on restart, while its Express record is already deleted: the user would be logged
     out, which is what the cut-over exists to prevent. So refuse rather than half-work.
     """
-    secrets, secrets_at = values["express"]["secrets"]
-    store, store_at = values["session"]["store"]
+    secrets, secrets_at = values["express"]["secrets"].value, values["express"]["secrets"].where
+    store, store_at = values["session"]["store"].value, values["session"]["store"].where
     if secrets and store != "redis":
         raise ConfigError(
             f"{secrets_at}: the Express cut-over reads connect-redis sessions from Redis and"

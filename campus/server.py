@@ -29,10 +29,10 @@ from campus.inflight import InFlight
 from campus.sdnotify import notify
 from campus.services import Services
 from campus.session import CookiePolicy, CookieSigner, SessionManager, SessionPolicy
-from campus.session.store import Clock, SessionStore
+from campus.session.store import Clock, SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from campus.users import UserDirectory, UsersError, normalize_email
+from campus.users import UserDirectory, UsersError, normalize_email, password_hasher
 
 log = logging.getLogger("campus")
 
@@ -119,7 +119,9 @@ def build_services(config: Config, *, clock: Clock = time.time) -> Services:
         thread_name_prefix="argon2",
         initializer=_yield_to_the_event_loop,
     )
-    users = UserDirectory.load(config.users.file, executor=executor)
+    users = UserDirectory.load(
+        config.users.file, executor=executor, hasher=password_hasher(config.users.argon2)
+    )
     store = build_store(config, clock=clock)
     return Services(
         config=config,
@@ -127,6 +129,19 @@ def build_services(config: Config, *, clock: Clock = time.time) -> Services:
         users=users,
         express=build_express(config, store, clock=clock),
     )
+
+
+async def _check_store(store: SessionStore, timeout: float) -> None:
+    """One warning line if the store does not answer now; it is retried on every request."""
+    try:
+        await asyncio.wait_for(store.ping(), timeout)
+    except (StoreUnavailable, TimeoutError) as exc:
+        log.warning(
+            "the %s store does not answer (%s): serving anyway; session requests answer 503"
+            " and /healthz says unavailable until it does",
+            store.name,
+            exc or "timed out",
+        )
 
 
 def _sweeper(store: MemoryStore) -> Callable[[], None]:
@@ -146,12 +161,38 @@ def configure_logging() -> None:
     )
 
 
+class StartupError(Exception):
+    """A reason not to start at all; str() is one line."""
+
+
+def check_startup(config: Config, services: Services) -> None:
+    """What the configuration alone cannot tell: the files under the root, the users file.
+
+    Production refuses to start without the built SPA or with the demo account; development
+    starts and warns.
+    """
+    shell = os.path.join(config.server.root, "dist", "index.html")
+    if not os.path.isfile(shell):
+        if config.production:
+            raise StartupError(f"{shell} is missing: set --root or CAMPUS_ROOT to the checkout")
+        log.warning("%s is missing: the SPA is not served (set --root or CAMPUS_ROOT)", shell)
+    if config.production:
+        shipped = os.path.join(config.server.root, "config", "users.dev.json")
+        demo = services.users.demo_accounts(shipped)
+        if demo:
+            raise StartupError(
+                f"{config.users.file} holds the development demo account ({demo[0]}, whose"
+                " password is published): remove it with `campus users remove`"
+            )
+
+
 def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 1 if startup failed."""
     configure_logging()
     try:
         services = build_services(config)
-    except UsersError as exc:
+        check_startup(config, services)
+    except (UsersError, StartupError) as exc:
         print(f"campus: {exc}", file=sys.stderr)
         return 1
     try:
@@ -200,6 +241,7 @@ async def _serve(services: Services) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    await _check_store(store, config.redis.timeout)
     # Only now: systemd starts units ordered after us, and a proxy may route to us, once READY
     # (and a stop it sends from then on is a graceful one).
     notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")

@@ -6,8 +6,9 @@ handlers, services, tests — reads 120 lines, not the parser.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 DEV_SECRET = "campus-development-secret-do-not-use-in-production"
 MIN_SECRET_LENGTH = 32
@@ -15,6 +16,28 @@ MIN_SECRET_LENGTH = 32
 
 class ConfigError(Exception):
     """A configuration the server must refuse; str() is one line naming source and key."""
+
+
+class Source(enum.Enum):
+    """Where a setting's value came from, lowest precedence first."""
+
+    DEFAULT = "default"  # the dataclass default, or the env's built-in default
+    FILE = "file"
+    ENVIRONMENT = "environment"
+    FLAG = "flag"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One value while the configuration is being merged, with where it came from.
+
+    ``where`` names it for messages: ``config/x.toml: session.store``, ``CAMPUS_STORE``,
+    ``--port`` or ``session.store (default)``.
+    """
+
+    value: Any
+    source: Source
+    where: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +83,25 @@ class RedisConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Argon2Params:
+    """``[users] argon2``: the cost of new hashes; older hashes are upgraded at login.
+
+    The defaults are argon2-cffi's (RFC 9106's second recommendation), above OWASP's
+    minimum (19 MiB, 2 passes, 1 lane).
+    """
+
+    memory_kib: int = 65536
+    time_cost: int = 3
+    parallelism: int = 4
+
+
+@dataclass(frozen=True, slots=True)
 class UsersConfig:
-    """[users]: the JSON file of accounts."""
+    """[users]: the JSON file of accounts, the password policy, the hash's cost."""
 
     file: str = "config/users.dev.json"  # relative: to the root
     min_password_length: int = 15  # for `users add`; 8 is the lowest allowed
+    argon2: Argon2Params = field(default_factory=Argon2Params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +142,7 @@ class Config:
     """The whole configuration; frozen, so handlers can share it without copying."""
 
     env: Literal["development", "production"] = "development"
-    source: str | None = None  # the config file actually read
+    source: str | None = None  # the config file actually read (an absolute path)
     server: ServerConfig = field(default_factory=ServerConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
@@ -119,3 +156,11 @@ class Config:
     def production(self) -> bool:
         """NODE_ENV=production's analogue: strict secrets, and the warnings that go with it."""
         return self.env == "production"
+
+
+#: What production means, whether or not config/production.toml is found.
+PRODUCTION_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("session", "store"): "redis",
+    ("session", "secure"): True,
+    ("users", "file"): "/etc/campus/users.json",
+}

@@ -2,7 +2,9 @@
 
 Loaded once into memory at startup; password checks run in an executor so a login never
 stalls the event loop, and unknown emails pay for a verify too, so timing does not tell
-which emails exist.
+which emails exist. A hash made with other Argon2 parameters than the configured ones is
+upgraded at the user's next successful login, written back atomically when this process
+may write the file, and otherwise reported once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import copy
 import fcntl
 import json
+import logging
 import os
 import secrets
 import stat
@@ -22,12 +25,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import argon2
+import email_validator
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error, InvalidHashError, VerificationError
 
+from campus.passwords import MAX_PASSWORD as MAX_PASSWORD
+from campus.passwords import PasswordRejected, check_password
+from campus.settings import Argon2Params
+
 MAX_EMAIL = 254
-MAX_PASSWORD = 1024
 NEW_FILE_MODE = 0o600
+#: The development demo account (config/users.dev.json); production refuses a file holding it.
+DEMO_EMAIL = "demo@campus.test"
+DEMO_PASSWORD = "campus-demo"
+
+log = logging.getLogger("campus.users")
 
 StrPath = str | os.PathLike[str]
 T = TypeVar("T")
@@ -49,7 +61,26 @@ def _show(text: str) -> str:
 
 
 def validate_email(email: str) -> str:
-    """Return the normalized email, or raise UsersError saying what is wrong with it."""
+    """The normalized email of a new account, or UsersError saying what is wrong with it.
+
+    Syntax only, by email-validator (no DNS lookup): ``a@@b.c``, two dots in a row, a
+    space, a label over 63 characters are refused. ``.test`` domains are allowed, for demos.
+    """
+    _plausible_email(email)
+    try:
+        checked = email_validator.validate_email(
+            email.strip(), check_deliverability=False, test_environment=True
+        )
+    except email_validator.EmailNotValidError as err:
+        raise UsersError(f"invalid email {_show(email)}: {err}") from None
+    return normalize_email(checked.normalized)
+
+
+def _plausible_email(email: str) -> str:
+    """The loose check a users file must pass: an @ with something on each side.
+
+    Files written before the stricter check of `users add` keep loading.
+    """
     normal = normalize_email(email)
     local, at, domain = normal.rpartition("@")
     if not at:
@@ -96,7 +127,7 @@ def _validated(raw: Any, path: Path) -> list[dict[str, Any]]:
         if not isinstance(email, str):
             raise UsersError(f"{where}: missing or non-string 'email'")
         try:
-            normal = validate_email(email)
+            normal = _plausible_email(email)
         except UsersError as err:
             raise UsersError(f"{where}: {err}") from None
         if normal in seen:
@@ -127,6 +158,13 @@ def read_records(path: StrPath) -> list[dict[str, Any]]:
     return _validated(raw, path)
 
 
+def password_hasher(params: Argon2Params) -> PasswordHasher:
+    """The hasher for new passwords and upgrades, with the configured cost."""
+    return PasswordHasher(
+        time_cost=params.time_cost, memory_cost=params.memory_kib, parallelism=params.parallelism
+    )
+
+
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     """A copy safe to hand out: every field but the hash, nested values not shared."""
     return copy.deepcopy({k: v for k, v in record.items() if k != "password_hash"})
@@ -146,10 +184,19 @@ class UserDirectory:
     path: Path
 
     def __init__(
-        self, path: StrPath, records: list[dict[str, Any]], *, executor: OptionalExecutor = None
+        self,
+        path: StrPath,
+        records: list[dict[str, Any]],
+        *,
+        executor: OptionalExecutor = None,
+        hasher: PasswordHasher | None = None,
     ) -> None:
         self.path = Path(path)
         self._executor = executor
+        #: Hashes new passwords; a stored hash it would make differently is upgraded at login.
+        self.hasher = hasher
+        self._upgrades: set[asyncio.Task[None]] = set()  # strong references until done
+        self._upgrade_blocked = False
         self._by_email = {normalize_email(r["email"]): r for r in records}
         # Unknown emails verify against this, with the users' own cost, so a miss
         # takes as long as a wrong password.
@@ -158,9 +205,15 @@ class UserDirectory:
         self._dummy_hash = hasher.hash(secrets.token_bytes(32))
 
     @classmethod
-    def load(cls, path: StrPath, *, executor: OptionalExecutor = None) -> UserDirectory:
+    def load(
+        cls,
+        path: StrPath,
+        *,
+        executor: OptionalExecutor = None,
+        hasher: PasswordHasher | None = None,
+    ) -> UserDirectory:
         """Read and validate the file; a missing file is an empty directory."""
-        return cls(path, read_records(path), executor=executor)
+        return cls(path, read_records(path), executor=executor, hasher=hasher)
 
     def __len__(self) -> int:
         return len(self._by_email)
@@ -177,7 +230,75 @@ class UserDirectory:
         secret = password.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates
         loop = asyncio.get_running_loop()
         ok = await loop.run_in_executor(self._executor, _verify, target, secret)
-        return _public(record) if ok and record is not None else None
+        if not ok or record is None:
+            return None
+        self._upgrade_later(record, secret)
+        return _public(record)
+
+    def demo_accounts(self, shipped: StrPath | None = None) -> list[str]:
+        """Emails whose password is the published demo password (production refuses them).
+
+        Checked: the demo email, and any record sharing a hash with the shipped development
+        file (a copy under another name). A check per record would cost a hash each.
+        """
+        shipped_hashes = set()
+        if shipped is not None:
+            with contextlib.suppress(UsersError):
+                shipped_hashes = {r["password_hash"] for r in read_records(shipped)}
+        found = []
+        for email, record in self._by_email.items():
+            suspect = email == DEMO_EMAIL or record["password_hash"] in shipped_hashes
+            if suspect and _verify(record["password_hash"], DEMO_PASSWORD.encode()):
+                found.append(email)
+        return found
+
+    def _upgrade_later(self, record: dict[str, Any], secret: bytes) -> None:
+        """Rehash with the configured parameters after the answer; never delays a login."""
+        if self.hasher is None or self._upgrade_blocked:
+            return
+        if not self.hasher.check_needs_rehash(record["password_hash"]):
+            return
+        task = asyncio.ensure_future(self._upgrade(record, secret))
+        self._upgrades.add(task)
+        task.add_done_callback(self._upgrades.discard)
+
+    async def _upgrade(self, record: dict[str, Any], secret: bytes) -> None:
+        assert self.hasher is not None
+        old = record["password_hash"]
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.run_in_executor(self._executor, self.hasher.hash, secret)
+            email = normalize_email(record["email"])
+            await loop.run_in_executor(None, _replace_hash, self.path, email, old, new)
+        except (UsersError, Argon2Error) as err:
+            if not self._upgrade_blocked:
+                self._upgrade_blocked = True
+                log.warning(
+                    "password hashes made with other Argon2 parameters are not upgraded: %s",
+                    err,
+                )
+            return
+        if record["password_hash"] == old:
+            record["password_hash"] = new
+        log.info("upgraded the password hash of one user to the configured Argon2 parameters")
+
+    async def wait_for_upgrades(self) -> None:
+        """Let hash upgrades in flight finish (at shutdown, and in tests)."""
+        while self._upgrades:
+            await asyncio.gather(*self._upgrades, return_exceptions=True)
+
+
+def _replace_hash(path: StrPath, email: str, old: str, new: str) -> None:
+    """Swap one user's hash, unless the file changed it meanwhile (e.g. a new password)."""
+
+    def change(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            if normalize_email(record["email"]) == email and record["password_hash"] == old:
+                record["password_hash"] = new
+
+    if not os.path.isfile(path):
+        raise UsersError(f"{path}: cannot write: the file is gone")
+    _modify(path, change, create=False)
 
 
 def _write_atomic(target: Path, records: list[dict[str, Any]]) -> None:
@@ -235,17 +356,21 @@ def add_user(
     name: str | None = None,
     roles: list[str] | None = None,
     hasher: PasswordHasher | None = None,
+    min_password_length: int = 15,
 ) -> dict[str, Any]:
-    """Append a user with an Argon2id hash; returns the public record."""
+    """Append a user with an Argon2id hash; returns the public record.
+
+    The password must pass the policy (campus.passwords); the error names the rule.
+    """
     normal = validate_email(email)
-    if not password:
-        raise UsersError("password is empty")
-    if len(password) > MAX_PASSWORD:
-        raise UsersError(f"password is longer than {MAX_PASSWORD} characters")
     try:
         secret = password.encode("utf-8")  # a lone surrogate could never be typed at login
     except UnicodeEncodeError:
         raise UsersError("password is not valid UTF-8 text") from None
+    try:
+        check_password(password, min_length=min_password_length, email=normal)
+    except PasswordRejected as err:
+        raise UsersError(str(err)) from None
     if name is not None:
         name = name.strip()
         if not name or not name.isprintable():

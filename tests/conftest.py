@@ -22,7 +22,7 @@ import redis
 import tornado.web
 
 from campus.app import make_app
-from campus.config import Config, RedisConfig, SessionConfig, UsersConfig
+from campus.config import Argon2Params, Config, RedisConfig, SessionConfig, UsersConfig
 from campus.server import build_sessions
 from campus.services import Services
 from campus.session.store import SessionRecord, SessionStore, StoreUnavailable
@@ -131,7 +131,8 @@ def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_config(
     users_file: Path, store: str = "memory", redis_url: str = "", **session: Any
 ) -> Config:
-    config = Config(users=UsersConfig(file=str(users_file)))
+    cheap = Argon2Params(memory_kib=8, time_cost=1, parallelism=1)  # CHEAP_HASHER's
+    config = Config(users=UsersConfig(file=str(users_file), argon2=cheap))
     redis_config = RedisConfig(url=redis_url) if redis_url else config.redis
     return dataclasses.replace(
         config,

@@ -15,6 +15,8 @@ import pytest
 from campus.users import UserDirectory
 
 REPO = Path(__file__).resolve().parent.parent
+#: Long enough, and on no list of common passwords.
+STRONG = "mauve-lantern-orbit-42"
 
 
 class Run:
@@ -65,14 +67,16 @@ def campus(users_file: Path) -> Campus:
 
 
 def test_add_then_list(campus: Campus, users_file: Path) -> None:
-    added = campus("users", "add", "Zed@Example.com", "--password-stdin", stdin="s3cret\n")
+    stdin = "s3cret-" + STRONG + "\n"
+    added = campus("users", "add", "Zed@Example.com", "--password-stdin", stdin=stdin)
     assert (added.code, added.err) == (0, "")
     assert added.out == f"added zed@example.com to {users_file}\n"
     named = campus("users", "add", "ann@example.com", "--name", "Ann A", "--password-stdin",
-                   stdin="pw\r\n")  # fmt: skip
+                   stdin=STRONG + "\r\n")  # fmt: skip
     assert named.code == 0, named.err
     for run in (added, named):
-        assert "s3cret" not in run.out + run.err and "$argon2" not in run.out + run.err
+        said = run.out + run.err
+        assert "s3cret" not in said and STRONG not in said and "$argon2" not in said
 
     listed = campus("users", "list")
     assert (listed.code, listed.err) == (0, "")
@@ -85,13 +89,14 @@ def test_add_then_list(campus: Campus, users_file: Path) -> None:
 
 
 def test_password_stdin_strips_only_the_line_ending(campus: Campus, users_file: Path) -> None:
-    assert campus("users", "add", "a@b.c", "--password-stdin", stdin=" pw \r\nmore\n").code == 0
+    stdin = f" {STRONG} \r\nmore\n"
+    assert campus("users", "add", "a@b.c", "--password-stdin", stdin=stdin).code == 0
     directory = UserDirectory.load(users_file)
-    assert asyncio.run(directory.authenticate("a@b.c", " pw ")) is not None
+    assert asyncio.run(directory.authenticate("a@b.c", f" {STRONG} ")) is not None
 
 
 def test_duplicate_add_fails_and_leaves_the_file(campus: Campus, users_file: Path) -> None:
-    assert campus("users", "add", "a@b.c", "--password-stdin", stdin="pw\n").code == 0
+    assert campus("users", "add", "a@b.c", "--password-stdin", stdin=STRONG + "\n").code == 0
     before = users_file.read_bytes()
     again = campus("users", "add", " A@B.C", "--password-stdin", stdin="other\n")
     assert "already exists" in again.one_error_line()
@@ -104,9 +109,12 @@ def test_duplicate_add_fails_and_leaves_the_file(campus: Campus, users_file: Pat
     [
         (["users", "add", "not-an-email", "--password-stdin"], "pw\n", "invalid email"),
         (["users", "add", "a b@c.d", "--password-stdin"], "pw\n", "invalid email"),
+        (["users", "add", "user@@example.com", "--password-stdin"], "pw\n", "invalid email"),
+        (["users", "add", "a@b.c", "--password-stdin"], "x\n", "password too short"),
+        (["users", "add", "a@b.c", "--password-stdin"], "passwordpassword\n", "common"),
         (["users", "add", "a@b.c", "--password-stdin"], "\n", "password is empty"),
         (["users", "add", "a@b.c", "--password-stdin"], "", "no password on stdin"),
-        (["users", "add", "a@b.c"], "pw\npw\n", "no terminal"),
+        (["users", "add", "a@b.c"], STRONG + "\n" + STRONG + "\n", "no terminal"),
     ],
 )
 def test_bad_add_is_one_line_and_no_file(
@@ -119,15 +127,15 @@ def test_bad_add_is_one_line_and_no_file(
 
 
 def test_remove(campus: Campus, users_file: Path) -> None:
-    campus("users", "add", "a@b.c", "--password-stdin", stdin="pw\n")
-    campus("users", "add", "d@e.f", "--password-stdin", stdin="pw\n")
+    campus("users", "add", "a@b.c", "--password-stdin", stdin=STRONG + "\n")
+    campus("users", "add", "d@e.f", "--password-stdin", stdin=STRONG + "\n")
     removed = campus("users", "remove", "A@B.C")
     assert (removed.code, removed.out, removed.err) == (0, "removed a@b.c\n", "")
     assert campus("users", "list").out == "d@e.f\t\n"
 
 
 def test_remove_missing(campus: Campus, users_file: Path) -> None:
-    campus("users", "add", "a@b.c", "--password-stdin", stdin="pw\n")
+    campus("users", "add", "a@b.c", "--password-stdin", stdin=STRONG + "\n")
     before = users_file.read_bytes()
     run = campus("users", "remove", "who@b.c")
     assert "no user" in run.one_error_line()
@@ -138,7 +146,7 @@ def test_remove_missing(campus: Campus, users_file: Path) -> None:
 def test_broken_users_file_is_one_line(campus: Campus, users_file: Path) -> None:
     users_file.write_text('[{"email": "a@b.c", "password": "hunter2"}]')
     for args in (["users", "list"], ["users", "add", "x@y.z", "--password-stdin"]):
-        run = campus(*args, stdin="pw\n")
+        run = campus(*args, stdin=STRONG + "\n")
         line = run.one_error_line()
         assert "plaintext" in line and str(users_file) in line and "hunter2" not in line
     assert users_file.read_text() == '[{"email": "a@b.c", "password": "hunter2"}]'
@@ -170,4 +178,7 @@ def test_global_flags_work_before_and_after_the_subcommand(campus: Campus, tmp_p
     after = campus("users", "list", "--config", str(broken))
     assert str(broken) in before.one_error_line()
     assert before.err == after.err
-    assert campus("--port", "1234", "users", "list", "--host", "::1").code == 0
+    assert campus("--port", "1234", "users", "list", "--root", str(REPO)).code == 0
+    # Each subcommand takes only its own options: `users` does not listen anywhere.
+    refused = campus("users", "list", "--host", "::1")
+    assert "--host" in refused.one_error_line() and refused.code == 2

@@ -40,9 +40,18 @@ def error(**kwargs: Any) -> str:
 # --- defaults and precedence -------------------------------------------------------------
 
 
-def test_defaults_without_any_file() -> None:
+def resolved(config: Config, root: Path) -> Config:
+    """*config* with the root and the users file as load() makes them: absolute."""
+    return dataclasses.replace(
+        config,
+        server=dataclasses.replace(config.server, root=str(root)),
+        users=dataclasses.replace(config.users, file=str(root / config.users.file)),
+    )
+
+
+def test_defaults_without_any_file(tmp_path: Path) -> None:
     config = load(environ={})
-    assert config == Config()
+    assert config == resolved(Config(), tmp_path)
     assert config.env == "development" and not config.production and config.source is None
     assert config.server.host == "127.0.0.1" and config.server.port == 8000
     assert config.session.secret == (DEV_SECRET,) and len(DEV_SECRET) >= 32
@@ -64,10 +73,10 @@ def test_default_file_follows_env(tmp_path: Path) -> None:
     write(tmp_path / "config/development.toml", "[server]\nport = 1111\n")
     write(tmp_path / "config/production.toml", "[server]\nport = 2222\n")
     assert load(environ={}).server.port == 1111
-    assert load(environ={}).source == "config/development.toml"
+    assert load(environ={}).source == str(tmp_path / "config/development.toml")
     prod = load(environ={"CAMPUS_ENV": "production", "CAMPUS_SESSION_SECRET": GOOD})
     assert prod.production and prod.server.port == 2222
-    assert prod.source == "config/production.toml"
+    assert prod.source == str(tmp_path / "config/production.toml")
     assert load(environ={"CAMPUS_ENV": "production"}, env="development").server.port == 1111
 
 
@@ -203,9 +212,23 @@ def test_unknown_key_in_known_section_is_an_error() -> None:
     assert "idle_timeout" in message  # the message lists the real keys
 
 
-def test_other_campus_variables_are_ignored() -> None:
-    config = load(environ={"CAMPUS_CONFIGS": "x", "CAMPUS_FOO_BAR": "1", "CAMPUS_SERVERX": "1"})
-    assert config == Config()
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("CAMPUS_SESION_SECRET", "did you mean CAMPUS_SESSION_SECRET?"),
+        ("CAMPUS_CONFIGS", "did you mean CAMPUS_CONFIG?"),
+        ("CAMPUS_FOO_BAR", "campus --help"),
+        ("CAMPUS_SERVERX", "did you mean"),
+        ("CAMPUS_REDIS_URI", "did you mean CAMPUS_REDIS_URL?"),
+    ],
+)
+def test_every_unknown_campus_variable_is_an_error(name: str, hint: str) -> None:
+    message = error(environ={name: "x"})
+    assert message.startswith(f"{name}: unknown setting") and hint in message
+
+
+def test_variables_outside_campus_are_ignored() -> None:
+    assert load(environ={"CAMPUSX": "1", "HOME": "/root", "campus_env": "x"}).env == "development"
 
 
 @pytest.mark.parametrize(
@@ -299,9 +322,21 @@ def test_explicit_missing_file_is_an_error(tmp_path: Path, how: str) -> None:
     assert message.startswith(f"{missing}: config file not found")
 
 
-def test_default_missing_file_means_defaults() -> None:
-    config = load(environ={"CAMPUS_ENV": "production", "CAMPUS_SESSION_SECRET": GOOD})
+def test_default_missing_file_means_the_envs_defaults() -> None:
+    config = load(environ={"CAMPUS_SESSION_SECRET": GOOD})
     assert config.source is None and config.session.store == "memory"
+    assert config.session.secure == "auto"
+
+
+def test_production_without_any_file_is_still_production() -> None:
+    """Production's meaning is built in: no file found is never development's memory store."""
+    config = load(environ={"CAMPUS_ENV": "production", "CAMPUS_SESSION_SECRET": GOOD})
+    assert config.source is None
+    assert config.session.store == "redis" and config.session.secure is True
+    assert config.users.file == "/etc/campus/users.json"
+    # Set explicitly, they hold (production with the memory store starts, with a warning).
+    environ = {"CAMPUS_ENV": "production", "CAMPUS_SESSION_SECRET": GOOD, "CAMPUS_STORE": "memory"}
+    assert load(environ=environ).session.store == "memory"
 
 
 # --- validation --------------------------------------------------------------------------
@@ -506,7 +541,8 @@ def test_file_type_errors_never_show_secrets(tmp_path: Path) -> None:
 def test_shipped_development_file_parses() -> None:
     path = str(REPO / "config/development.toml")
     config = load(environ={}, config_file=path)
-    assert config == dataclasses.replace(Config(), source=path)  # it spells out the defaults
+    # It spells out the defaults (relative to the root: here the current directory).
+    assert config == dataclasses.replace(load(environ={}), source=path)
 
 
 def test_shipped_production_file_parses() -> None:
@@ -529,3 +565,113 @@ def test_shipped_env_example_needs_only_a_secret() -> None:
     assert error(environ=environ, config_file=production).startswith(PRODUCTION_LINE)
     config = load(environ={**environ, "CAMPUS_SESSION_SECRET": GOOD}, config_file=production)
     assert config.production and config.users.file == environ["CAMPUS_USERS_FILE"]
+
+
+# --- the root, and paths under it ---------------------------------------------------------
+
+
+def test_root_locates_the_default_config_file_and_the_users_file(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write(site / "config/development.toml", '[server]\nport = 1234\n[users]\nfile = "u.json"\n')
+    for config in (
+        load(environ={}, root=str(site)),
+        load(environ={"CAMPUS_ROOT": str(site)}),
+        load(environ={"CAMPUS_SERVER_ROOT": str(site)}),
+    ):
+        assert config.server.root == str(site) and config.server.port == 1234
+        assert config.source == str(site / "config/development.toml")
+        assert config.users.file == str(site / "u.json")
+
+
+def test_relative_root_is_taken_from_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    config = load(environ={"CAMPUS_ROOT": "site"})
+    assert config.server.root == str(tmp_path / "site")
+    assert config.users.file == str(tmp_path / "site/config/users.dev.json")
+
+
+def test_absolute_users_file_stays_as_it_is(tmp_path: Path) -> None:
+    config = load(environ={"CAMPUS_USERS_FILE": "/srv/users.json", "CAMPUS_ROOT": str(tmp_path)})
+    assert config.users.file == "/srv/users.json"
+
+
+def test_flag_root_beats_environment(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config = load(environ={"CAMPUS_ROOT": str(tmp_path / "a")}, root=str(tmp_path / "b"))
+    assert config.server.root == str(tmp_path / "b")
+
+
+def test_root_must_be_a_directory(tmp_path: Path) -> None:
+    assert error(root=str(tmp_path / "nowhere")).startswith("--root: not a directory")
+    assert error(environ={"CAMPUS_ROOT": ""}).startswith("CAMPUS_ROOT: must not be empty")
+
+
+# --- further keys ---------------------------------------------------------------------------
+
+
+def test_argon2_parameters_from_a_table_and_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", "[users]\nargon2 = { memory_kib = 19456, time_cost = 2 }\n")
+    params = load(environ={}, config_file=path).users.argon2
+    assert (params.memory_kib, params.time_cost, params.parallelism) == (19456, 2, 4)
+    environ = {"CAMPUS_USERS_ARGON2": "memory_kib=8, time_cost=1, parallelism=1"}
+    params = load(environ=environ).users.argon2
+    assert (params.memory_kib, params.time_cost, params.parallelism) == (8, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "value", ["memory_kib=0", "memory=8", "time_cost=x", "", "parallelism=2,memory_kib=8"]
+)
+def test_bad_argon2_parameters(value: str) -> None:
+    message = error(environ={"CAMPUS_USERS_ARGON2": value})
+    assert message.startswith("CAMPUS_USERS_ARGON2:")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("8", True), ("7", False), ("1024", True), ("1025", False)]
+)
+def test_min_password_length_bounds(value: str, ok: bool) -> None:
+    environ = {"CAMPUS_USERS_MIN_PASSWORD_LENGTH": value}
+    if ok:
+        assert load(environ=environ).users.min_password_length == int(value)
+    else:
+        assert "8..1024" in error(environ=environ)
+
+
+def test_log_and_metrics_keys() -> None:
+    config = load(environ={"CAMPUS_LOG_FORMAT": "json", "CAMPUS_METRICS_TOKEN": "t" * 20})
+    assert config.log.format == "json" and config.metrics.token == "t" * 20
+    assert "t" * 20 not in repr(config)
+    assert "text or json" in error(environ={"CAMPUS_LOG_FORMAT": "xml"})
+
+
+def test_several_processes_need_redis() -> None:
+    message = error(environ={"CAMPUS_SERVER_PROCESSES": "2"})
+    assert message.startswith("CAMPUS_SERVER_PROCESSES:") and "redis" in message
+    environ = {"CAMPUS_SERVER_PROCESSES": "2", "CAMPUS_STORE": "redis"}
+    assert load(environ=environ).server.processes == 2
+
+
+def test_commands_that_sign_nothing_need_no_secret() -> None:
+    environ = {"CAMPUS_ENV": "production"}
+    assert error(environ=environ).startswith(PRODUCTION_LINE)
+    config = load(environ=environ, signing=False)
+    assert config.production and config.session.store == "redis"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:99999/0", "port out of range"),
+        ("redis://[::1", "invalid ipv6"),
+        ("redis://:tiny-secret-value@db:0/0", "bad port"),
+        ("redis://db/zero", "database must be a number"),
+        ("redis://db/0/1", "database number only"),
+        ("redis://", "host"),
+        ("unix://", "unix:///path"),
+    ],
+)
+def test_malformed_single_server_urls(url: str, expected: str) -> None:
+    message = error(environ={"CAMPUS_REDIS_URL": url})
+    assert message.startswith("CAMPUS_REDIS_URL:") and expected in message.lower()
+    assert "tiny-secret-value" not in message

@@ -24,8 +24,20 @@ from tests.conftest import PASSWORD, REPO, RedisServer, free_port
 SECRET = "s3cret-" * 8
 
 
+#: The cost of the suite's users files (tests/conftest.py CHEAP_HASHER): a server configured
+#: so never spends time upgrading their hashes, nor rewrites the files.
+CHEAP_ARGON2 = "memory_kib=8,time_cost=1,parallelism=1"
+
+
 def campus_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without its CAMPUS_* variables, plus *extra*.
+
+    With one of the suite's users files, the cost of its hashes comes along (with the
+    shipped demo file, the default cost is the file's own: nothing is rewritten either way).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
+    if "CAMPUS_USERS_FILE" in extra:
+        env["CAMPUS_USERS_ARGON2"] = CHEAP_ARGON2
     env.update(extra)
     return env
 
@@ -47,11 +59,14 @@ def run_campus(
 class Campus:
     """A campus server process on a free port."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(
+        self, env: dict[str, str], *, cwd: Path = REPO, command: list[str] | None = None
+    ) -> None:
+        """``command`` (default ``python -m campus``) gets ``--port`` added; run in *cwd*."""
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "campus", "--port", str(self.port)],
-            cwd=REPO,
+            [*(command or [sys.executable, "-m", "campus"]), "--port", str(self.port)],
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

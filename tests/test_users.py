@@ -29,6 +29,8 @@ from campus.users import (
 REPO = Path(__file__).resolve().parent.parent
 CHEAP = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 ANN_HASH = CHEAP.hash("ann-secret")
+#: Long enough, and on no list of common passwords.
+STRONG = "mauve-lantern-orbit-42"
 
 
 def write(path: Path, records: Any) -> Path:
@@ -74,7 +76,9 @@ def test_normalize_email_strips_and_lowercases() -> None:
 @pytest.mark.parametrize(
     "email",
     ["", "ann", "@example.com", "ann@", "an n@example.com", "ann@exa\tmple.com",
-     "ann\x00@example.com", "ann@example.com\x7f", "a@" + "b" * 253],
+     "ann\x00@example.com", "ann@example.com\x7f", "a@" + "b" * 253, "user@@example.com",
+     "a@@b.c", "a..b@example.com", "ann@example", "ann@[192.0.2.1]", '"ann"@example.com',
+     "ann@" + "b" * 64 + ".com"],
 )  # fmt: skip
 def test_validate_email_refuses(email: str) -> None:
     with pytest.raises(UsersError, match="invalid email"):
@@ -83,7 +87,15 @@ def test_validate_email_refuses(email: str) -> None:
 
 def test_validate_email_returns_normalized() -> None:
     assert validate_email(" Ann@Example.com ") == "ann@example.com"
-    assert validate_email("a@" + "b" * 252) == "a@" + "b" * 252  # exactly 254
+    assert validate_email("demo@campus.test") == "demo@campus.test"  # .test: for demos
+    long = "a" * 64 + "@" + ".".join(["b" * 60] * 2) + ".example"
+    assert validate_email(long) == long
+
+
+def test_a_users_file_from_before_the_strict_check_still_loads(tmp_path: Path) -> None:
+    """`users add` validates strictly; a file written by hand or by an older campus loads."""
+    path = write(tmp_path / "u.json", [{"email": "ops@localhost", "password_hash": ANN_HASH}])
+    assert len(UserDirectory.load(path)) == 1
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -254,35 +266,44 @@ def test_default_executor_is_off_the_loop_too(users_file: Path) -> None:
 
 def test_add_then_authenticate(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "users.json"  # parent created
-    public = add_user(path, " New@Example.com ", "pw", name="New", roles=["r"], hasher=CHEAP)
+    public = add_user(path, " New@Example.com ", STRONG, name="New", roles=["r"], hasher=CHEAP)
     assert public == {"email": "new@example.com", "name": "New", "roles": ["r"]}
     (record,) = json.loads(path.read_text())
     assert record["email"] == "new@example.com"
     assert record["password_hash"].startswith("$argon2id$")
-    assert "pw" not in path.read_text().replace(record["password_hash"], "")
+    assert STRONG not in path.read_text()
     assert path.read_text().endswith("}\n]\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert authenticate(UserDirectory.load(path), "NEW@example.com", "pw") == public
+    assert authenticate(UserDirectory.load(path), "NEW@example.com", STRONG) == public
 
 
 def test_add_keeps_existing_records_and_fields(users_file: Path) -> None:
-    add_user(users_file, "c@d.e", "pw", hasher=CHEAP)
+    add_user(users_file, "c@d.ee", STRONG, hasher=CHEAP)
     emails = [r["email"] for r in read_records(users_file)]
-    assert emails == ["Ann@Example.com", "bob@example.com", "c@d.e"]
+    assert emails == ["Ann@Example.com", "bob@example.com", "c@d.ee"]
     assert read_records(users_file)[1]["year"] == 2
-    assert UserDirectory.load(users_file).public_record("c@d.e") == {"email": "c@d.e", "roles": []}
+    assert UserDirectory.load(users_file).public_record("c@d.ee") == {
+        "email": "c@d.ee",
+        "roles": [],
+    }
 
 
 @pytest.mark.parametrize(
     ("email", "password", "name", "message"),
     [
-        ("ANN@example.com ", "pw", None, "already exists"),
-        ("not-an-email", "pw", None, "invalid email"),
+        ("ANN@example.com ", STRONG, None, "already exists"),
+        ("not-an-email", STRONG, None, "invalid email"),
+        ("user@@example.com", STRONG, None, "invalid email"),
         ("c@d.e", "", None, "password is empty"),
-        ("c@d.e", "x" * 1025, None, "longer than 1024"),
-        ("c@d.e", "a\udcff", None, "not valid UTF-8"),
-        ("c@d.e", "pw", "  ", "invalid name"),
-        ("c@d.e", "pw", "a\nb", "invalid name"),
+        ("c@d.e", "x", None, "password too short: 1 characters, at least 15"),
+        ("c@d.e", "fourteen-chars", None, "at least 15"),
+        ("c@d.e", "x" * 1025, None, "password too long: at most 1024"),
+        ("c@d.e", "passwordpassword", None, "common or breached"),
+        ("c@d.e", "Iloveyou12345678", None, "common or breached"),
+        ("someone.long@d.e", "Someone.Long@d.e", None, "must not be the email"),
+        ("c@d.e", "a\udcff" + STRONG, None, "not valid UTF-8"),
+        ("c@d.e", STRONG, "  ", "invalid name"),
+        ("c@d.e", STRONG, "a\nb", "invalid name"),
     ],
 )
 def test_add_refuses_and_leaves_the_file_alone(
@@ -296,13 +317,21 @@ def test_add_refuses_and_leaves_the_file_alone(
 
 
 def test_add_accepts_a_1024_character_password(tmp_path: Path) -> None:
-    add_user(tmp_path / "u.json", "a@b.c", "x" * 1024, hasher=CHEAP)
+    add_user(tmp_path / "u.json", "a@b.c", "x" * 1023 + "y", hasher=CHEAP)
+
+
+def test_the_minimum_length_is_configurable_down_to_8(tmp_path: Path) -> None:
+    add_user(tmp_path / "u.json", "a@b.c", "Zq7#vLp2", hasher=CHEAP, min_password_length=8)
+    # Short common passwords are still refused: the list covers every length.
+    for common in ("password", "password1", "iloveyou"):
+        with pytest.raises(UsersError, match="common or breached"):
+            add_user(tmp_path / "u.json", "d@b.c", common, hasher=CHEAP, min_password_length=8)
 
 
 def test_add_refuses_a_non_argon2id_hasher(tmp_path: Path) -> None:
     argon2i = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=argon2.Type.I)
     with pytest.raises(UsersError, match="Argon2id"):
-        add_user(tmp_path / "u.json", "a@b.c", "pw", hasher=argon2i)
+        add_user(tmp_path / "u.json", "a@b.c", STRONG, hasher=argon2i)
     assert not (tmp_path / "u.json").exists()
 
 
@@ -311,7 +340,7 @@ def test_add_to_a_broken_file_fails_and_leaves_it(tmp_path: Path) -> None:
     path.write_text('[{"email": "a@b.c", "password": "plain"}]')
     before = path.read_bytes()
     with pytest.raises(UsersError, match="plaintext"):
-        add_user(path, "c@d.e", "pw", hasher=CHEAP)
+        add_user(path, "c@d.e", STRONG, hasher=CHEAP)
     assert path.read_bytes() == before
 
 
@@ -325,23 +354,23 @@ def test_write_failure_leaves_the_original(
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(UsersError, match="cannot write: No space left on device"):
-        add_user(users_file, "c@d.e", "pw", hasher=CHEAP)
+        add_user(users_file, "c@d.ee", STRONG, hasher=CHEAP)
     assert users_file.read_bytes() == before
     assert os.listdir(users_file.parent) == ["users.json"]
 
 
 def test_writes_keep_the_file_mode(users_file: Path) -> None:
     users_file.chmod(0o640)
-    add_user(users_file, "c@d.e", "pw", hasher=CHEAP)
+    add_user(users_file, "c@d.ee", STRONG, hasher=CHEAP)
     assert stat.S_IMODE(users_file.stat().st_mode) == 0o640
-    remove_user(users_file, "c@d.e")
+    remove_user(users_file, "c@d.ee")
     assert stat.S_IMODE(users_file.stat().st_mode) == 0o640
 
 
 def test_writes_through_a_symlink_keep_the_link(users_file: Path, tmp_path: Path) -> None:
     link = tmp_path / "link.json"
     link.symlink_to(users_file)
-    add_user(link, "c@d.e", "pw", hasher=CHEAP)
+    add_user(link, "c@d.e", STRONG, hasher=CHEAP)
     assert link.is_symlink()
     assert len(read_records(users_file)) == 3
 
@@ -368,3 +397,75 @@ def test_the_shipped_dev_file_has_the_demo_account() -> None:
     (record,) = read_records(REPO / "config" / "users.dev.json")
     default = argon2.profiles.get_default_parameters()
     assert argon2.extract_parameters(record["password_hash"]) == default
+
+
+# --- hash upgrades and the demo account ------------------------------------------------------
+
+ROOMIER = argon2.PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
+
+
+def upgrade_run(directory: UserDirectory, email: str, password: str) -> Any:
+    async def run() -> Any:
+        user = await directory.authenticate(email, password)
+        await directory.wait_for_upgrades()
+        return user
+
+    return asyncio.run(run())
+
+
+def test_a_hash_with_other_parameters_is_upgraded_at_login(users_file: Path) -> None:
+    directory = UserDirectory.load(users_file, hasher=ROOMIER)
+    assert upgrade_run(directory, "ann@example.com", "ann-secret") is not None
+    ann, bob = read_records(users_file)
+    params = argon2.extract_parameters(ann["password_hash"])
+    assert (params.time_cost, params.memory_cost, params.parallelism) == (2, 16, 1)
+    assert bob["password_hash"] == read_records(users_file)[1]["password_hash"]
+    assert argon2.extract_parameters(bob["password_hash"]).memory_cost == 8  # not logged in
+    # The new hash verifies, in this process and in the next one.
+    assert upgrade_run(directory, "ann@example.com", "ann-secret") is not None
+    assert authenticate(UserDirectory.load(users_file), "ann@example.com", "ann-secret")
+    # A wrong password upgrades nothing.
+    before = users_file.read_bytes()
+    assert upgrade_run(directory, "bob@example.com", "wrong") is None
+    assert users_file.read_bytes() == before
+
+
+def test_a_hash_with_the_configured_parameters_is_left_alone(users_file: Path) -> None:
+    before = users_file.read_bytes()
+    directory = UserDirectory.load(users_file, hasher=CHEAP)
+    assert upgrade_run(directory, "ann@example.com", "ann-secret") is not None
+    assert users_file.read_bytes() == before
+
+
+def test_a_file_this_process_cannot_write_is_reported_once(
+    users_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if os.geteuid() == 0:
+        # root writes anyway: a directory that is gone is what a read-only mount looks like
+        directory = UserDirectory.load(users_file, hasher=ROOMIER)
+        directory.path = users_file.parent / "gone" / "users.json"
+    else:
+        users_file.parent.chmod(0o555)
+        directory = UserDirectory.load(users_file, hasher=ROOMIER)
+    before = users_file.read_bytes()
+    with caplog.at_level("WARNING", logger="campus.users"):
+        for email, password in [
+            ("ann@example.com", "ann-secret"),
+            ("bob@example.com", "bob-secret"),
+        ]:
+            assert upgrade_run(directory, email, password) is not None
+    users_file.parent.chmod(0o755)
+    assert users_file.read_bytes() == before
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "not upgraded" in warnings[0].getMessage()
+
+
+def test_the_demo_account_is_found_by_email_and_by_a_copied_hash(tmp_path: Path) -> None:
+    shipped = REPO / "config" / "users.dev.json"
+    (demo,) = read_records(shipped)
+    renamed = {**demo, "email": "ops@example.edu"}
+    other = {"email": "ann@example.edu", "password_hash": ANN_HASH}
+    path = write(tmp_path / "u.json", [other, renamed])
+    assert UserDirectory.load(path).demo_accounts(shipped) == ["ops@example.edu"]
+    assert UserDirectory.load(shipped).demo_accounts(shipped) == ["demo@campus.test"]
+    assert UserDirectory.load(write(tmp_path / "v.json", [other])).demo_accounts(shipped) == []

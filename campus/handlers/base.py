@@ -24,11 +24,13 @@ RETRY_AFTER = 1
 
 
 def _default_message(status_code: int) -> str:
+    """Our wording for a status: sentence case, like our own messages ("Not found")."""
     try:
         status = HTTPStatus(status_code)
     except ValueError:
         return "Error"
-    return _DEFAULT_MESSAGES.get(status, status.phrase)
+    phrase = status.phrase
+    return _DEFAULT_MESSAGES.get(status, phrase[:1] + phrase[1:].lower())
 
 
 def client_address(request: HTTPServerRequest, *, trust_proxy: bool) -> str:

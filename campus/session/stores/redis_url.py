@@ -45,6 +45,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     """Raises ValueError with a message fit to show (no password in it)."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme in SINGLE_SCHEMES:
+        _check_single(url, scheme)
         return RedisTarget("single", url)
     if scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):
         raise ValueError(f"scheme must be {', '.join(SCHEMES)}")
@@ -71,6 +72,27 @@ def parse_redis_url(url: str) -> RedisTarget:
         unquote(username) or None,
         unquote(password) if userinfo and password else None,
     )
+
+
+def _check_single(url: str, scheme: str) -> None:
+    """What redis-py would only find out at the first command, with a traceback."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:  # "Port out of range 0-65535", "Invalid IPv6 URL"
+        raise ValueError(f"malformed URL ({str(err).lower()})") from None
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError("want unix:///path/to/redis.sock")
+        return
+    if not parts.hostname:
+        raise ValueError(f"want {scheme}://[[user]:password@]host[:port][/db]")
+    if port == 0:
+        raise ValueError("bad port 0 (want 1..65535)")
+    path = [segment for segment in parts.path.split("/") if segment]
+    if len(path) > 1:
+        raise ValueError("the path is the database number only")
+    _db(path)
 
 
 def _node(item: str, default_port: int) -> tuple[str, int]:
