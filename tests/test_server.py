@@ -45,10 +45,10 @@ def run_campus(
 
 
 class Campus:
-    """A campus server process on a free port."""
+    """A campus server process on a free port, or on the given one (a restart)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "campus", "--port", str(self.port)],
             cwd=REPO,
