@@ -57,13 +57,18 @@ def run_campus(
 
 
 class Campus:
-    """A campus server process on a free port."""
+    """A campus server process on a free port, or on the given one (a restart)."""
 
     def __init__(
-        self, env: dict[str, str], *, cwd: Path = REPO, command: list[str] | None = None
+        self,
+        env: dict[str, str],
+        port: int | None = None,
+        *,
+        cwd: Path = REPO,
+        command: list[str] | None = None,
     ) -> None:
         """``command`` (default ``python -m campus``) gets ``--port`` added; run in *cwd*."""
-        self.port = free_port()
+        self.port = port or free_port()
         self.process = subprocess.Popen(
             [*(command or [sys.executable, "-m", "campus"]), "--port", str(self.port)],
             cwd=cwd,
