@@ -408,7 +408,8 @@ class _Connection(http.client.HTTPSConnection):
 
 
 class Load:
-    """Clients sending GET /api/me through nginx on keep-alive connections, until stopped."""
+    """Clients sending GET /api/me (signed in) and POST /logout (signed out, so harmless)
+    through nginx on keep-alive connections, in turn, until stopped."""
 
     def __init__(self, site: Site, cookie: str, clients: int = 4) -> None:
         self.site, self.cookie = site, cookie
@@ -449,10 +450,16 @@ class Load:
         connection = _Connection(
             site.server_name, site.https_port, context=self.context, timeout=10
         )
-        expected = {"user": ANN}
+        requests = [
+            ("GET", "/api/me", {"Cookie": self.cookie}, {"user": ANN}),
+            ("POST", "/logout", {"Content-Length": "0"}, {}),
+        ]
+        sent = 0
         while not self.stopping.is_set():
+            method, path, headers, expected = requests[sent % len(requests)]
+            sent += 1
             try:
-                connection.request("GET", "/api/me", headers={"Cookie": self.cookie})
+                connection.request(method, path, headers=headers)
                 response = connection.getresponse()
                 body = response.read()
                 ok = response.status == 200 and json.loads(body) == expected
@@ -471,8 +478,10 @@ class Load:
 def test_a_rolling_restart_through_nginx_fails_no_request(stack: Stack) -> None:
     """Each process in turn gets SIGTERM and comes back on its port, under steady load.
 
-    nginx sends a GET whose connection failed (refused while the process is down, or closed
-    by a process that is draining) to the other process; none reaches the client as an error.
+    nginx sends a request whose connection failed (refused while the process is down, or
+    closed by a process that is draining) to the other process — POSTs included, which the
+    file allows because every campus POST may be repeated — and none reaches the client as
+    an error.
     """
     cookie = sign_in(stack.curl("1.1"))
     earlier = len(stack.proxy.access_log())
