@@ -18,6 +18,11 @@ from typing import Any
 
 import argon2
 import pytest
+
+# The store contract suite lives in the package (others run it against their own stores):
+# rewrite its asserts as pytest does a test module's, for readable failures.
+pytest.register_assert_rewrite("campus.session.contract")
+
 import redis
 import tornado.web
 
@@ -252,5 +257,8 @@ class DownStore:
     async def close(self) -> None:
         raise StoreUnavailable("down")
 
-    async def attempt(self, key: str, outcome: Any, *, window: int, limit: int) -> float:
+    async def reserve(self, keys: Any, attempt: str, *, window: int, limit: int) -> float:
+        raise StoreUnavailable("down")
+
+    async def give_back(self, attempt: str, keys: Any, *, forget: Any = ()) -> None:
         raise StoreUnavailable("down")
