@@ -18,11 +18,6 @@ from typing import Any
 
 import argon2
 import pytest
-
-# The store contract suite lives in the package (others run it against their own stores):
-# rewrite its asserts as pytest does a test module's, for readable failures.
-pytest.register_assert_rewrite("campus.session.contract")
-
 import redis
 import tornado.web
 
@@ -34,6 +29,10 @@ from campus.session.store import SessionRecord, SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.users import UserDirectory
+
+# The store contract suite lives in the package (others run it against their own stores):
+# rewrite its asserts as pytest does a test module's, for readable failures.
+pytest.register_assert_rewrite("campus.session.contract")
 
 REPO = Path(__file__).resolve().parent.parent
 CHEAP_HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
