@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
+from typing import cast
 
 from campus.config import LoginConfig
 from campus.session.store import AttemptCounters
@@ -51,9 +52,11 @@ class LoginThrottle:
 
     def __init__(self, counters: object, config: LoginConfig) -> None:
         """``counters``: the store, which must implement AttemptCounters besides sessions."""
-        if not isinstance(counters, AttemptCounters):
+        if not all(callable(getattr(counters, m, None)) for m in ("reserve", "give_back")):
             raise TypeError(f"{type(counters).__name__} does not implement AttemptCounters")
-        self._counters = counters
+        # Not isinstance(): from Python 3.12 it cannot see methods a proxy provides through
+        # __getattr__ (a metrics wrapper around the store, for one).
+        self._counters = cast(AttemptCounters, counters)
         self._window = config.window
         self._limit = config.max_failures
 

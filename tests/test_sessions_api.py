@@ -21,7 +21,7 @@ from campus.app import make_app
 from campus.config import Config
 from campus.handlers.auth import SessionHandler
 from campus.services import Services
-from campus.session.store import session_ref
+from campus.session.store import MAX_LISTED, SessionRecord, new_session_id, session_ref
 from campus.session.stores.redis import RedisStore
 from tests.conftest import PASSWORD, REPO, FakeClock, make_config, make_services, session_cookie
 
@@ -369,3 +369,19 @@ class TestTopologies:
             assert await other.me() == 401 and await here.me() == 200
         finally:
             await services.sessions.store.close()
+
+
+async def test_end_others_ends_more_than_one_listing_holds(
+    browsers: Any, services: Services, clock: FakeClock
+) -> None:
+    """The listing is capped (MAX_LISTED, the newest); ending all others is not."""
+    here = browsers()
+    await here.login()
+    store = services.sessions.store
+    for _ in range(MAX_LISTED + 20):
+        record = SessionRecord({}, int(clock()) + 3600, ANN)
+        await store.create(new_session_id(), record, ttl=600)
+    assert len(await here.sessions()) == MAX_LISTED
+    response = await here.fetch("/api/sessions/end-others", "POST", {})
+    assert json.loads(response.body) == {"ended": MAX_LISTED + 20}
+    assert [s["current"] for s in await here.sessions()] == [True]

@@ -130,8 +130,12 @@ async def saved(
 
 
 def implements(store: object, protocol: type) -> bool:
-    """Whether ``store`` has every method of ``protocol`` (a plain bool: no type narrowing)."""
-    return isinstance(store, protocol)
+    """Whether ``store`` has every method of ``protocol`` (a plain bool: no type narrowing).
+
+    By name, not isinstance(): a proxy that forwards through __getattr__ counts.
+    """
+    names = [n for n in vars(protocol) if not n.startswith("_")]
+    return all(callable(getattr(store, name, None)) for name in names)
 
 
 TRICKY = {

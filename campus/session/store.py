@@ -157,6 +157,10 @@ class LiveSession:
     idle_deadline: float
 
 
+#: :meth:`UserSessions.sessions_of` lists at most this many sessions.
+MAX_LISTED = 100
+
+
 def session_ref(sid: str) -> str:
     """The ref of a session id (see :class:`LiveSession`)."""
     return hashlib.sha256(sid.encode()).hexdigest()
@@ -171,7 +175,10 @@ class UserSessions(Protocol):
     """
 
     async def sessions_of(self, user: str) -> list[LiveSession]:
-        """Every live session of ``user``, in no particular order."""
+        """The live sessions of ``user``, in no particular order: all of them, or the
+        :data:`MAX_LISTED` with the latest absolute deadlines (the newest sign-ins) when
+        there are more — one valid account must not buy an unbounded amount of work.
+        """
         ...
 
     async def end_sessions(self, user: str, refs: Sequence[str]) -> int:

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from campus.session.store import (
+    MAX_LISTED,
     SessionRecord,
     StoreUnavailable,
     encode_values,
@@ -22,8 +23,8 @@ from tests.conftest import FakeClock, RedisServer
 pytestmark = pytest.mark.gen_test
 
 
-def record(clock: FakeClock, user: str | None = None) -> SessionRecord:
-    return SessionRecord(encode_values({"user": {"email": user}}), int(clock()) + 3600, user)
+def record(clock: FakeClock, user: str | None = None, lifetime: int = 3600) -> SessionRecord:
+    return SessionRecord(encode_values({"user": {"email": user}}), int(clock()) + lifetime, user)
 
 
 # -- memory -------------------------------------------------------------------------------
@@ -361,3 +362,25 @@ async def test_a_batch_on_a_dead_connection_fails_every_read(clock: FakeClock) -
     )
     assert all(isinstance(r, StoreUnavailable) for r in results)
     await store.close()
+
+
+async def test_thousands_of_sessions_can_be_listed_and_ended(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    """Logins are not throttled when they succeed: one account may pile up thousands of
+    sessions. Listing them stays bounded (the newest MAX_LISTED); ending them all works."""
+    ann = "ann@campus.test"
+    sids = [new_session_id() for _ in range(2500)]
+    for i, start in enumerate(range(0, len(sids), 50)):
+        batch = sids[start : start + 50]
+        lifetime = 3600 + i  # later batches signed in later
+        await asyncio.gather(
+            *(redis_store.create(s, record(clock, ann, lifetime), ttl=60) for s in batch)
+        )
+    listed = await redis_store.sessions_of(ann)
+    assert len(listed) == MAX_LISTED
+    newest = {redis_store.key(sid)[len("campus:") :] for sid in sids[-MAX_LISTED:]}
+    assert {s.ref for s in listed} == newest
+    refs = [redis_store.key(sid)[len("campus:") :] for sid in sids]
+    assert await redis_store.end_sessions(ann, refs) == 2500  # the index drops them in slices
+    assert redis_db.keys("*") == []

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
-from campus.session.store import Clock, LiveSession, SessionRecord, session_ref
+from campus.session.store import MAX_LISTED, Clock, LiveSession, SessionRecord, session_ref
 
 #: How many expired records a write may sweep off the cold end on its way (amortised sweep).
 _SWEEP_ON_WRITE = 8
@@ -113,13 +113,18 @@ class MemoryStore:
 
     async def sessions_of(self, user: str) -> list[LiveSession]:
         now = self._clock()
-        live = []
+        entries = []
         for sid in list(self._by_user.get(user, ())):
             entry = self._live(sid, now)
             if entry is not None:
-                record = SessionRecord(dict(entry.data), entry.expires, entry.user)
-                live.append(LiveSession(session_ref(sid), record, entry.deadline))
-        return live
+                entries.append((sid, entry))
+        entries.sort(key=lambda item: item[1].expires, reverse=True)
+        return [
+            LiveSession(
+                session_ref(sid), SessionRecord(dict(e.data), e.expires, e.user), e.deadline
+            )
+            for sid, e in entries[:MAX_LISTED]
+        ]
 
     async def end_sessions(self, user: str, refs: Sequence[str]) -> int:
         wanted = set(refs)

@@ -6,15 +6,18 @@
 - A write is one command: a Lua script that merges only the changed top-level keys into the
   record *if it still exists*, so concurrent requests keep each other's writes and a request
   in flight cannot resurrect a session that logout, regenerate or revoke destroyed.
-- Each user has an index set (``prefix + "user:" + SHA-256(user)``) of their session keys,
-  for "log out everywhere".
+- Each user has an index (``prefix + "sessions:" + SHA-256(user)``): a sorted set of their
+  session keys' suffixes scored by absolute deadline, for "log out everywhere" and "Your
+  sessions". It drops members whose sessions are gone (at logout, login, listing and when
+  sessions are ended) and expires with its longest-lived member, never later.
 - On a Redis Cluster, keys of one script must share a hash slot, and the session key, the
-  key it replaces and the user index do not: there each write is split into single-slot
-  steps (merge-if-exists stays one script on the session key; the index and the replaced
-  key are separate commands). Elsewhere it stays one script call.
-- Login-failure counters are sorted sets of failure times under ``prefix + "login:" +
-  SHA-256(key)``: one single-key script per check (Redis Cluster safe), at most ``limit``
-  entries each, expiring ``window`` seconds after the last failure.
+  key it replaces, the user index and a login's two attempt counters do not: there each
+  write is split into single-slot steps (merge-if-exists stays one script on the session
+  key), and a listing costs one command per session. Elsewhere a write stays one script
+  call, a reservation one script for both counters, a listing one pipeline.
+- Login-attempt counters are sorted sets of attempt times under ``prefix + "login:" +
+  SHA-256(key)``: reserved before the password check and given back on success, at most
+  ``limit`` entries each, expiring ``window`` seconds after the last attempt.
 - Every operation has a deadline; driver errors never leave this module: they become
   :class:`StoreUnavailable`.
 """
@@ -33,6 +36,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from campus.session.store import (
+    MAX_LISTED,
     Clock,
     LiveSession,
     SessionRecord,
@@ -144,6 +148,10 @@ for i, key in ipairs(KEYS) do
 end
 return 1
 """
+
+
+#: At most this many members leave an index per script call.
+_INDEX_SLICE = 1000
 
 
 def _digest(value: str) -> str:
@@ -291,8 +299,10 @@ class RedisStore:
         await self._index(keys=[self.user_key(user)], args=args)
 
     async def _drop_from_index(self, user: str, gone: list[str]) -> None:
-        args: list[str | int] = ["", 0, self._now_ms(), *gone]
-        await self._call(self._index(keys=[self.user_key(user)], args=args))
+        # In slices: Lua's unpack() refuses a few thousand values at once.
+        for start in range(0, len(gone), _INDEX_SLICE):
+            args: list[str | int] = ["", 0, self._now_ms(), *gone[start : start + _INDEX_SLICE]]
+            await self._call(self._index(keys=[self.user_key(user)], args=args))
 
     async def delete(self, sid: str) -> None:
         # GETDEL, not DEL: the record names its user, whose index then drops it (logout).
@@ -313,9 +323,13 @@ class RedisStore:
     async def sessions_of(self, user: str) -> list[LiveSession]:
         now = self._clock()
         index = self.user_key(user)
-        scored: list[Any] = await self._call(self._redis.zrange(index, 0, -1, withscores=True))
-        members = [_text(m) for m, score in scored if score > now * 1000]
-        gone = [_text(m) for m, score in scored if score <= now * 1000]
+        # The newest MAX_LISTED still within their absolute deadline; older members are
+        # pruned by the index script, which every login and every pruning runs.
+        newest = self._redis.zrange(
+            index, "+inf", f"({self._now_ms()}", desc=True, byscore=True, offset=0, num=MAX_LISTED
+        )
+        members: list[str] = [_text(m) for m in await self._call(newest)]
+        gone: list[str] = []
         keys = [self._prefix + m for m in members]
         replies: list[Any]
         if self._cluster:  # one command per session, each on its own node
