@@ -114,3 +114,20 @@ def test_a_failure_costs_one_and_so_does_a_throttled_attempt(
         assert login(campus) == 429  # refused before any password check
     assert failure.sent == ["EVALSHA"]
     assert refused.sent == ["EVALSHA"]
+
+
+def test_logout_and_the_sessions_page_costs(campus: Campus, redis_server: RedisServer) -> None:
+    """Logout reads the record as it deletes it (GETDEL: the record names its user) and drops
+    it from the user's index (one script); /api/me stays one command; the listing is the
+    session's read, the index, and one GET + PTTL per session in one pipeline."""
+    assert login(campus) == 200
+    campus.request("/api/sessions")  # loads what it needs once
+    with Commands(redis_server) as me:
+        assert campus.request("/api/me")[0] == 200
+    with Commands(redis_server) as listing:
+        assert campus.request("/api/sessions")[0] == 200
+    with Commands(redis_server) as logout:
+        assert campus.request("/logout")[0] == 200
+    assert me.sent == ["GETEX"]
+    assert listing.sent == ["GETEX", "ZRANGE", "GET", "PTTL"]
+    assert logout.sent == ["GETEX", "GETDEL", "EVALSHA"]
