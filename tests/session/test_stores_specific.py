@@ -384,3 +384,19 @@ async def test_thousands_of_sessions_can_be_listed_and_ended(
     refs = [redis_store.key(sid)[len("campus:") :] for sid in sids]
     assert await redis_store.end_sessions(ann, refs) == 2500  # the index drops them in slices
     assert redis_db.keys("*") == []
+
+
+async def test_memory_user_index_follows_eviction_expiry_and_replacement(clock: FakeClock) -> None:
+    store = MemoryStore(max_sessions=5, clock=clock)
+    ann = "ann@campus.test"
+    sids = [new_session_id() for _ in range(8)]
+    for sid in sids:
+        await store.create(sid, record(clock, ann), ttl=60)
+    assert len(await store.sessions_of(ann)) == 5  # three evicted, and gone from her index
+    assert store._by_user[ann] == set(sids[3:])
+    await store.create(new_session_id(), record(clock, "bob@campus.test"), ttl=60, replaces=sids[3])
+    assert sids[3] not in store._by_user[ann]
+    clock.advance(61)
+    assert store.sweep() == 5
+    assert store._by_user == {}
+    assert await store.sessions_of(ann) == []
