@@ -40,6 +40,12 @@ _DEVICES = {"iPhone", "iPad", "iPod"}
 _NO_VERSION = {"Safari"}
 
 
+def warm_up() -> None:
+    """Build the parser's matcher now: its first use compiles every rule while holding the
+    GIL (0.3-0.8 s here), which must not happen under the first login's event loop."""
+    describe_agent("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0")
+
+
 def sign_in_record(address: str, user_agent: str | None, *, at: float) -> dict[str, Any]:
     """The sign-in facts to keep in the session: epoch seconds, address, agent."""
     return {"at": int(at), "address": address, "agent": describe_agent(user_agent)}

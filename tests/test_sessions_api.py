@@ -357,7 +357,9 @@ class TestTopologies:
             await browser.login()
         try:
             listed = await here.sessions()
-            assert next(s["agent"] for s in listed) == "Firefox 133 on Windows"
+            assert [s["created"] for s in listed] == sorted(
+                (s["created"] for s in listed), reverse=True
+            )
             assert sorted(s["agent"] for s in listed) == sorted(
                 ["Firefox 133 on Windows", "Safari on iPhone", "Firefox 133 on Windows"]
             )

@@ -96,7 +96,7 @@ class LoginHandler(SessionHandler):
         self.session.regenerate()
         self.session["user"] = user
         # Recorded once, here, for "Your sessions"; never updated by later requests. Parsed
-        # off the event loop: the parser builds its matcher on first use (a few 100 ms).
+        # off the event loop (the server warms the parser up before it listens).
         agent = self.request.headers.get("User-Agent")
         record = partial(sign_in_record, address, agent, at=time.time())
         self.session[SIGN_IN] = await IOLoop.current().run_in_executor(None, record)
