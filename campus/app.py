@@ -13,6 +13,7 @@ from campus.accesslog import log_request
 from campus.handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from campus.handlers.base import NotFoundHandler
 from campus.handlers.health import HealthHandler
+from campus.handlers.sessions import EndOthersHandler, SessionHandleHandler, SessionsHandler
 from campus.handlers.spa import FrontendHandler
 from campus.services import Services
 
@@ -45,6 +46,9 @@ def make_app(
         Rule(MethodPath("/login", exclude={"GET", "HEAD"}), LoginHandler),
         (r"/logout", LogoutHandler),
         (r"/api/me", MeHandler),
+        (r"/api/sessions", SessionsHandler),
+        (r"/api/sessions/end-others", EndOthersHandler),
+        (r"/api/sessions/([A-Za-z0-9_-]+)", SessionHandleHandler),
         (r"/api/.*", NotFoundHandler),
         (r"/healthz", HealthHandler),
         (r"/(.*)", FrontendHandler, {"roots": roots}),

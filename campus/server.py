@@ -32,6 +32,7 @@ from campus.session import CookiePolicy, CookieSigner, SessionManager, SessionPo
 from campus.session.store import Clock, SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
+from campus.signin import warm_up as warm_up_agents
 from campus.users import UserDirectory, UsersError, normalize_email, password_hasher
 
 log = logging.getLogger("campus")
@@ -221,6 +222,7 @@ async def _serve(services: Services) -> int:
             services.express.prefix,
         )
     in_flight = InFlight()
+    warm_up_agents()  # before listening: the parser's first use holds the GIL ~0.3-0.8 s
     app = make_app(services)
     server = HTTPServer(in_flight.wrap(app), max_body_size=MAX_BODY_SIZE)
     sockets = bind_sockets(config.server.port, config.server.host)

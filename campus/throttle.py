@@ -1,30 +1,32 @@
 """Login throttling: too many failed logins for one email or one client address is a 429.
 
-The counters live in the session store, so every process and machine sees the same ones.
-A login costs two store calls, each on one key:
+The counters live in the store (its :class:`~campus.session.store.AttemptCounters` side), so
+every process and machine sees the same ones. Each login is counted *before* its password is
+checked, against both the client address and the email, all or nothing:
 
-1. before the password is checked, a look at the client address's counter — a hammering
-   address is refused without burning Argon2 time;
-2. after it, one call on the email's counter that decides and records together: a success
-   forgets the email's failures, a failure adds one. A throttled email is left as it is and
-   answered 429 whether the password was right or not, so neither this answer nor a later
-   one tells an attacker that a guess was good.
+1. ``reserve``: one more attempt for the address and for the email — or, when either already
+   holds ``max_failures`` attempts in the window, nothing at all and a 429. The check and the
+   count are one atomic step, so N guesses sent at once get at most ``max_failures`` password
+   checks (and 403s) between them; the rest are refused before any Argon2 time is spent.
+2. the password check;
+3. on success only, ``give_back``: the address gets its attempt back, and the email's
+   failures are forgotten. A failure needs no third step: its reservation *is* the count.
 
-A failure then adds one to the address's counter. An address that logs in successfully keeps
-its failures: otherwise one valid account would let an attacker wipe its address's count
-between guesses at other accounts.
-
-The email is judged after the password check rather than before so that a login stays at
-three Redis commands with the session write (a separate reset would be a fourth). The Argon2
-time this spends on a throttled email buys an attacker nothing: fresh emails cost it too.
+A throttled email or address is answered 429 whether the password is right or not, so no
+answer tells an attacker that a guess was good; unknown emails are counted exactly like
+known ones. An address that logs in successfully keeps its other failures: otherwise one
+valid account would let an attacker wipe its address's count between guesses at others.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
+from dataclasses import dataclass
+from typing import cast
 
 from campus.config import LoginConfig
-from campus.session.store import Attempt, SessionStore
+from campus.session.store import AttemptCounters
 from campus.users import normalize_email
 
 
@@ -36,30 +38,45 @@ class Throttled(Exception):
         self.retry_after = max(1, math.ceil(seconds))
 
 
-class LoginThrottle:
-    """Per-email and per-address failure counters over a sliding window."""
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One login attempt, counted against its address and its email until given back."""
 
-    def __init__(self, store: SessionStore, config: LoginConfig) -> None:
-        self._store = store
+    attempt: str
+    address_key: str
+    email_key: str
+
+
+class LoginThrottle:
+    """Per-email and per-address attempt counters over a sliding window."""
+
+    def __init__(self, counters: object, config: LoginConfig) -> None:
+        """``counters``: the store, which must implement AttemptCounters besides sessions."""
+        if not all(callable(getattr(counters, m, None)) for m in ("reserve", "give_back")):
+            raise TypeError(f"{type(counters).__name__} does not implement AttemptCounters")
+        # Not isinstance(): from Python 3.12 it cannot see methods a proxy provides through
+        # __getattr__ (a metrics wrapper around the store, for one).
+        self._counters = cast(AttemptCounters, counters)
         self._window = config.window
         self._limit = config.max_failures
 
-    async def before(self, address: str) -> None:
-        """Raise Throttled if the client address has too many recent failures."""
-        await self._attempt("addr:" + address, Attempt.CHECK)
+    async def reserve(self, email: str, address: str) -> Reservation:
+        """Count this attempt before its password is checked; raise Throttled if no room."""
+        reservation = Reservation(
+            attempt=secrets.token_hex(8),
+            address_key="addr:" + address,
+            email_key="email:" + normalize_email(email),
+        )
+        keys = [reservation.address_key, reservation.email_key]
+        wait = await self._counters.reserve(
+            keys, reservation.attempt, window=self._window, limit=self._limit
+        )
+        if wait > 0:
+            raise Throttled(wait)
+        return reservation
 
-    async def after(self, email: str, address: str, *, ok: bool) -> None:
-        """Record the outcome of a password check; raise Throttled if the email is throttled."""
-        outcome = Attempt.SUCCESS if ok else Attempt.FAILURE
-        await self._attempt("email:" + normalize_email(email), outcome)
-        if not ok:
-            # Its answer does not matter: this attempt was checked, so it is a 403 even if a
-            # concurrent failure has just throttled the address.
-            await self._store.attempt(
-                "addr:" + address, outcome, window=self._window, limit=self._limit
-            )
-
-    async def _attempt(self, key: str, outcome: Attempt) -> None:
-        seconds = await self._store.attempt(key, outcome, window=self._window, limit=self._limit)
-        if seconds > 0:
-            raise Throttled(seconds)
+    async def succeeded(self, reservation: Reservation) -> None:
+        """The password was right: the address gets its attempt back, the email starts over."""
+        await self._counters.give_back(
+            reservation.attempt, [reservation.address_key], forget=[reservation.email_key]
+        )

@@ -30,6 +30,10 @@ from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.users import UserDirectory
 
+# The store contract suite lives in the package (others run it against their own stores):
+# rewrite its asserts as pytest does a test module's, for readable failures.
+pytest.register_assert_rewrite("campus.session.contract")
+
 REPO = Path(__file__).resolve().parent.parent
 CHEAP_HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 PASSWORD = "correct horse battery staple"
@@ -253,5 +257,8 @@ class DownStore:
     async def close(self) -> None:
         raise StoreUnavailable("down")
 
-    async def attempt(self, key: str, outcome: Any, *, window: int, limit: int) -> float:
+    async def reserve(self, keys: Any, attempt: str, *, window: int, limit: int) -> float:
+        raise StoreUnavailable("down")
+
+    async def give_back(self, attempt: str, keys: Any, *, forget: Any = ()) -> None:
         raise StoreUnavailable("down")

@@ -123,7 +123,7 @@ async def test_foreign_logins_are_refused_before_anything_happens(
         refused(await login(fetch, **headers))
     store = services.sessions.store
     assert isinstance(store, MemoryStore)
-    assert len(store) == 0 and len(store._failures) == 0  # no session, not even a check
+    assert len(store) == 0 and len(store._attempts) == 0  # no session, not even a count
 
 
 @pytest.mark.gen_test

@@ -2,8 +2,11 @@
 
 Counted with MONITOR: every command a client sends, one line each; the calls a Lua script
 makes inside Redis show up as ``lua`` lines and are not round trips, so they are left out.
-A fresh successful login (no session cookie) must cost at most three commands: the
-address check, the email's check-and-reset, and the session create.
+A fresh successful login (no session cookie) costs three commands: the reservation of an
+attempt against the address and the email (one script, both counters), giving it back (one
+script: the address's attempt returned, the email's count forgotten) and the session create.
+A failed one costs one: its reservation is its count. (Before attempts were reserved first,
+a failure cost three: address check, email count, address count.)
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def test_a_fresh_successful_login_costs_three_redis_commands(
     redis_db.config_resetstat()
     with Commands(redis_server) as commands:
         assert login(campus) == 200
-    assert commands.sent == ["EVALSHA"] * 3  # address check, email check-and-reset, create
+    assert commands.sent == ["EVALSHA"] * 3  # reserve, give back, create
     stats = redis_db.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 3
 
@@ -96,18 +99,35 @@ def test_a_success_after_failures_still_costs_three(
 ) -> None:
     assert login(campus, "wrong") == 403
     with Commands(redis_server) as commands:
-        assert login(campus) == 200  # resets Ann's counter in the same call that checks it
+        assert login(campus) == 200  # forgets Ann's failures in the call that gives back
     assert commands.sent == ["EVALSHA"] * 3
 
 
-def test_a_failure_costs_three_and_a_throttled_address_one(
+def test_a_failure_costs_one_and_so_does_a_throttled_attempt(
     campus: Campus, redis_server: RedisServer
 ) -> None:
     with Commands(redis_server) as failure:
-        assert login(campus, "wrong") == 403  # address check, email failure, address failure
+        assert login(campus, "wrong") == 403  # the reservation, nothing after the check
     for _ in range(2):
         assert login(campus, "wrong") == 403
     with Commands(redis_server) as refused:
         assert login(campus) == 429  # refused before any password check
-    assert failure.sent == ["EVALSHA"] * 3
+    assert failure.sent == ["EVALSHA"]
     assert refused.sent == ["EVALSHA"]
+
+
+def test_logout_and_the_sessions_page_costs(campus: Campus, redis_server: RedisServer) -> None:
+    """Logout reads the record as it deletes it (GETDEL: the record names its user) and drops
+    it from the user's index (one script); /api/me stays one command; the listing is the
+    session's read, the index, and one GET + PTTL per session in one pipeline."""
+    assert login(campus) == 200
+    campus.request("/api/sessions")  # loads what it needs once
+    with Commands(redis_server) as me:
+        assert campus.request("/api/me")[0] == 200
+    with Commands(redis_server) as listing:
+        assert campus.request("/api/sessions")[0] == 200
+    with Commands(redis_server) as logout:
+        assert campus.request("/logout")[0] == 200
+    assert me.sent == ["GETEX"]
+    assert listing.sent == ["GETEX", "ZRANGE", "GET", "PTTL"]
+    assert logout.sent == ["GETEX", "GETDEL", "EVALSHA"]

@@ -44,6 +44,8 @@ def test_campus_works_as_the_documented_acl_user(users_file: Path, tmp_path: Pat
             assert campus.request("/login", {**ann, "password": "wrong"})[0] == 403
             assert campus.request("/login", ann)[0] == 200  # SCRIPT LOAD, EVALSHA inside
             assert campus.request("/api/me")[0] == 200
+            assert campus.request("/api/sessions")[0] == 200  # the index, a pipeline
+            assert campus.request("/api/sessions/end-others", {})[2] == {"ended": 0}
             assert campus.request("/logout")[0] == 200
             assert campus.request("/login", ann)[0] == 200
         finally:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from functools import partial
 from typing import Any
 
+from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, stream_request_body
 
 from campus.handlers.base import ApiError, BaseHandler
 from campus.session import SessionMixin, StoreUnavailable
+from campus.signin import SIGN_IN, sign_in_record
 from campus.throttle import LoginThrottle, Throttled
 from campus.users import MAX_EMAIL, MAX_PASSWORD
 
@@ -85,21 +89,27 @@ class LoginHandler(SessionHandler):
         if self._too_large:
             raise ApiError(413, "Request body too large")
         email, password = _credentials(bytes(self._body))
-        user = await self._authenticate(email, password)
+        address = self.client_address()
+        user = await self._authenticate(email, password, address)
         if user is None:
             raise ApiError(403, "Permission denied!")
         self.session.regenerate()
         self.session["user"] = user
+        # Recorded once, here, for "Your sessions"; never updated by later requests. Parsed
+        # off the event loop (the server warms the parser up before it listens).
+        agent = self.request.headers.get("User-Agent")
+        record = partial(sign_in_record, address, agent, at=time.time())
+        self.session[SIGN_IN] = await IOLoop.current().run_in_executor(None, record)
         self.write({"user": user})
 
-    async def _authenticate(self, email: str, password: str) -> dict[str, Any] | None:
+    async def _authenticate(self, email: str, password: str, address: str) -> dict[str, Any] | None:
         """The password check under the throttle: 429 while throttled, right password or not."""
         throttle = LoginThrottle(self.services.sessions.store, self.services.config.login)
-        address = self.client_address()
         try:
-            await throttle.before(address)
+            reservation = await throttle.reserve(email, address)
             user = await self.services.users.authenticate(email, password)
-            await throttle.after(email, address, ok=user is not None)
+            if user is not None:
+                await throttle.succeeded(reservation)
         except Throttled as exc:
             retry_after = {"Retry-After": str(exc.retry_after)}
             raise ApiError(429, "Too many failed logins. Try again later.", **retry_after) from None

@@ -8,13 +8,13 @@ behaves like a remote one and a value that round-trips through one round-trips t
 
 from __future__ import annotations
 
-import enum
+import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Clock = Callable[[], float]
 
@@ -92,14 +92,6 @@ def encode_value(key: str, value: Any) -> str:
         raise TypeError(f"session[{key!r}] cannot be stored as JSON: {exc}") from None
 
 
-class Attempt(enum.Enum):
-    """What :meth:`SessionStore.attempt` does to a failure counter besides reading it."""
-
-    CHECK = "check"  # only look
-    SUCCESS = "success"  # forget the failures, unless the key is throttled
-    FAILURE = "failure"  # count one more, unless the key is throttled
-
-
 class SessionStore(Protocol):
     """Where session records live. Implementations raise only :class:`StoreUnavailable`.
 
@@ -148,13 +140,80 @@ class SessionStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def attempt(self, key: str, outcome: Attempt, *, window: int, limit: int) -> float:
-        """Login throttling: seconds until ``key`` has fewer than ``limit`` failures within the
-        last ``window`` seconds (a sliding window); 0.0 when it has fewer already.
 
-        Only then does ``outcome`` change the counter: a throttled key is left alone, so no
-        answer, now or later, depends on whether the password was right. One store call per
-        key; a store that keeps keys outside the process hashes them, keeps at most ``limit``
-        failures per key and lets a counter expire ``window`` seconds after its last failure.
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    """One of a user's live sessions, as :meth:`UserSessions.sessions_of` lists it.
+
+    ``ref`` is the store's own name for the session: the SHA-256 (hex) of its id, which the
+    store can map back to the record but nobody can turn into the id. ``idle_deadline`` is
+    when the session ends unless it is used again (Unix seconds, never past
+    ``record.expires``): the store pushes it on every request, so it tells when the session
+    was last active without a write per request.
+    """
+
+    ref: str
+    record: SessionRecord
+    idle_deadline: float
+
+
+#: :meth:`UserSessions.sessions_of` lists at most this many sessions.
+MAX_LISTED = 100
+
+
+def session_ref(sid: str) -> str:
+    """The ref of a session id (see :class:`LiveSession`)."""
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+@runtime_checkable
+class UserSessions(Protocol):
+    """A user's sessions, listed and ended one by one ("Your sessions").
+
+    Optional beside :class:`SessionStore`: only an application that shows users their
+    sessions needs it. Both calls drop from the user's index any session that is gone.
+    """
+
+    async def sessions_of(self, user: str) -> list[LiveSession]:
+        """The live sessions of ``user``, in no particular order: all of them, or the
+        :data:`MAX_LISTED` with the latest absolute deadlines (the newest sign-ins) when
+        there are more — one valid account must not buy an unbounded amount of work.
+        """
+        ...
+
+    async def end_sessions(self, user: str, refs: Sequence[str]) -> int:
+        """Destroy those sessions of ``user`` (refs of other users' sessions are ignored);
+        return how many there were. Like :meth:`SessionStore.delete`, for good: a request of
+        an ended session that is still in flight cannot write it back.
+        """
+        ...
+
+
+@runtime_checkable
+class AttemptCounters(Protocol):
+    """Login throttling's counters: attempts per key within a sliding window.
+
+    An attempt is counted *before* the password is checked (reserved) and given back when it
+    succeeds, so guesses sent at once cannot all pass a check that none of them has counted
+    yet. A store that keeps keys outside the process hashes them, keeps at most ``limit``
+    attempts per key and lets a key expire ``window`` seconds after its last attempt.
+    Implementations raise only :class:`StoreUnavailable`.
+    """
+
+    async def reserve(self, keys: Sequence[str], attempt: str, *, window: int, limit: int) -> float:
+        """Count ``attempt`` against every key in ``keys``, or against none.
+
+        Returns 0.0 when it was counted; otherwise, when some key already holds ``limit``
+        attempts within the last ``window`` seconds, counts nothing and returns the seconds
+        until every key has room again. Atomic per key: of N concurrent reservations on one
+        key, at most the free slots succeed.
+        """
+        ...
+
+    async def give_back(
+        self, attempt: str, keys: Sequence[str], *, forget: Sequence[str] = ()
+    ) -> None:
+        """Un-count ``attempt`` from ``keys``, and forget every attempt of the keys in
+        ``forget`` (a successful login clears its email's count, not its address's).
         """
         ...

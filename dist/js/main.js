@@ -2,12 +2,14 @@
 import * as api from "./api.js";
 import { h, replaceChildren } from "./dom.js";
 import { Router } from "./router.js";
+import { sessions } from "./sessions.js";
 import * as views from "./views.js";
 
 const ROUTES = {
   "/": { view: views.home, signedIn: true },
   "/login": { view: views.login, signedIn: false },
   "/account": { view: views.account, signedIn: true },
+  "/account/sessions": { view: sessions, signedIn: true },
 };
 
 const main = document.getElementById("main");

@@ -204,6 +204,7 @@ export function account(context, { flash }) {
       { class: "card", "aria-labelledby": "security-title" },
       h("h2", { id: "security-title" }, "Sign out"),
       h("p", {}, "Signing out ends your session on the server; this browser keeps nothing."),
+      h("p", {}, h("a", { href: "/account/sessions" }, "See where you are signed in"), "."),
       h(
         "button",
         { type: "button", class: "button button--secondary", onClick: context.signOut },

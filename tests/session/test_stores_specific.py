@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from campus.session.store import (
-    Attempt,
+    MAX_LISTED,
     SessionRecord,
     StoreUnavailable,
     encode_values,
@@ -23,8 +23,8 @@ from tests.conftest import FakeClock, RedisServer
 pytestmark = pytest.mark.gen_test
 
 
-def record(clock: FakeClock, user: str | None = None) -> SessionRecord:
-    return SessionRecord(encode_values({"user": {"email": user}}), int(clock()) + 3600, user)
+def record(clock: FakeClock, user: str | None = None, lifetime: int = 3600) -> SessionRecord:
+    return SessionRecord(encode_values({"user": {"email": user}}), int(clock()) + lifetime, user)
 
 
 # -- memory -------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ async def test_redis_keys_are_prefixed_hashes_and_no_raw_id_is_stored(
     await redis_store.update(sid, encode_values({"x": 1}), [], ttl=60, user="ann@campus.test")
     expected = "campus:" + hashlib.sha256(sid.encode()).hexdigest()
     keys = sorted(k.decode() for k in redis_db.keys("*"))
-    user_index = "campus:user:" + hashlib.sha256(b"ann@campus.test").hexdigest()
+    user_index = "campus:sessions:" + hashlib.sha256(b"ann@campus.test").hexdigest()
     assert keys == sorted([expected, user_index])
     dump = b"".join(redis_db.dump(k) or b"" for k in keys) + str(keys).encode()
     assert sid.encode() not in dump
@@ -164,66 +164,164 @@ async def test_a_corrupt_redis_record_loads_as_none(
         assert await redis_store.load(sid, touch=60) is None
 
 
-# -- login-failure counters ---------------------------------------------------------------
+# -- login-attempt counters ---------------------------------------------------------------
 
 
-async def test_memory_failure_counters_are_bounded(clock: FakeClock) -> None:
+async def test_memory_attempt_counters_are_bounded(clock: FakeClock) -> None:
     """An attacker spraying emails or addresses cannot grow the process without limit."""
     store = MemoryStore(max_sessions=1000, max_counters=50, clock=clock)
     for i in range(500):
-        await store.attempt(f"email:{i}@spray.test", Attempt.FAILURE, window=60, limit=5)
-    assert len(store._failures) == 50
-    # the most recently failed survive, the coldest went first
-    assert await store.attempt("email:499@spray.test", Attempt.CHECK, window=60, limit=1) > 0
-    assert await store.attempt("email:0@spray.test", Attempt.CHECK, window=60, limit=1) == 0
-    # each key keeps at most `limit` times, however long it is hammered or however long it is
+        await store.reserve([f"email:{i}@spray.test"], "a", window=60, limit=5)
+    assert len(store._attempts) == 50
+    # the most recently counted survive, the coldest went first
+    assert await store.reserve(["email:499@spray.test"], "b", window=60, limit=1) > 0
+    assert await store.reserve(["email:0@spray.test"], "b", window=60, limit=1) == 0
+    # each key keeps at most `limit` attempts, however long it is hammered or however long it is
     for _ in range(100):
-        await store.attempt("x" * 10_000, Attempt.FAILURE, window=60, limit=5)
-    assert max(len(times) for times in store._failures.values()) == 5
-    assert all(len(digest) == 32 for digest in store._failures)
+        await store.reserve(["x" * 10_000], "c", window=60, limit=5)
+    assert max(len(attempts) for attempts in store._attempts.values()) == 5
+    assert all(len(digest) == 32 for digest in store._attempts)
 
 
-async def test_memory_failure_counters_expire(clock: FakeClock) -> None:
+async def test_memory_attempt_counters_expire(clock: FakeClock) -> None:
     store = MemoryStore(max_sessions=1000, clock=clock)
     for i in range(20):
-        await store.attempt(f"addr:{i}", Attempt.FAILURE, window=60, limit=5)
-    assert await store.attempt("addr:0", Attempt.CHECK, window=60, limit=5) == 0
-    assert len(store._failures) == 20  # a check does not drop a live counter
+        await store.reserve([f"addr:{i}"], "a", window=60, limit=5)
     clock.advance(61)
-    await store.attempt("addr:new", Attempt.FAILURE, window=60, limit=5)
-    assert len(store._failures) < 20  # a write sweeps expired counters off the cold end
-    for i in range(20):  # a check of an expired counter drops it
-        await store.attempt(f"addr:{i}", Attempt.CHECK, window=60, limit=5)
-    assert list(store._failures) == [hashlib.sha256(b"addr:new").digest()]
+    await store.reserve(["addr:new"], "a", window=60, limit=5)
+    assert len(store._attempts) < 20  # a write sweeps expired counters off the cold end
+    for i in range(20):  # a reservation starts an expired counter afresh
+        assert await store.reserve([f"addr:{i}"], "b", window=60, limit=1) == 0.0
+    assert all(len(attempts) == 1 for attempts in store._attempts.values())
 
 
-async def test_redis_failure_counters_are_hashed_bounded_and_expire(
+async def test_redis_attempt_counters_are_hashed_bounded_and_expire(
     redis_store: RedisStore, redis_db: redis.Redis
 ) -> None:
     email = "email:ann@campus.test"
-    for _ in range(12):
-        await redis_store.attempt(email, Attempt.FAILURE, window=900, limit=5)
+    for i in range(12):
+        await redis_store.reserve([email], f"attempt-{i}", window=900, limit=5)
     (key,) = redis_db.keys("*")
     assert key.decode() == "campus:login:" + hashlib.sha256(email.encode()).hexdigest()
-    assert redis_store.failure_key(email) == key.decode()
+    assert redis_store.attempt_key(email) == key.decode()
     assert redis_db.zcard(key) == 5
     assert 899_000 < redis_db.pttl(key) <= 900_000
     assert b"ann" not in redis_db.dump(key) + key  # neither the key nor the members name her
-    await redis_store.attempt("addr:1.2.3.4", Attempt.CHECK, window=900, limit=5)
-    assert redis_db.keys("*") == [key]  # a check of a clean key writes nothing
+    assert await redis_store.reserve(["addr:1.2.3.4", email], "x", window=900, limit=5) > 0
+    assert redis_db.keys("*") == [key]  # a refused reservation writes nothing
     assert await redis_store.count() == 0  # counters are not sessions
 
 
-async def test_a_throttling_check_is_one_redis_command(
+async def test_reserving_and_giving_back_are_one_redis_command_each(
     redis_store: RedisStore, redis_db: redis.Redis
 ) -> None:
-    await redis_store.attempt("k", Attempt.FAILURE, window=900, limit=5)  # loads the script
-    for outcome in Attempt:
+    keys = ["addr:1.2.3.4", "email:ann@campus.test"]
+    await redis_store.reserve(keys, "warm", window=900, limit=5)  # loads the scripts
+    await redis_store.give_back("warm", keys[:1], forget=keys[1:])
+    for step in ("reserve", "give_back"):
         redis_db.config_resetstat()
-        await redis_store.attempt("k", outcome, window=900, limit=5)
+        if step == "reserve":
+            assert await redis_store.reserve(keys, "a", window=900, limit=5) == 0.0
+        else:
+            await redis_store.give_back("a", keys[:1], forget=keys[1:])
         calls = command_calls(redis_db)
-        assert calls.pop("evalsha") == 1, outcome  # the rest runs inside the script
-        assert not {"script", "eval", "multi", "exec"} & set(calls), outcome
+        assert calls.pop("evalsha") == 1, step  # the rest runs inside the script
+        assert not {"script", "eval", "multi", "exec"} & set(calls), step
+
+
+async def test_an_unreachable_redis_raises_store_unavailable_quickly(clock: FakeClock) -> None:
+    from tests.conftest import free_port
+
+    store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for call in (
+        store.load(new_session_id(), touch=60),
+        store.create(new_session_id(), record(clock), ttl=60),
+        store.update(new_session_id(), {}, [], ttl=60, user=None),
+        store.delete(new_session_id()),
+        store.delete_user("x"),
+        store.sessions_of("x"),
+        store.end_sessions("x", ["0" * 64]),
+        store.count(),
+        store.ping(),
+        store.reserve(["k"], "a", window=60, limit=3),
+        store.give_back("a", ["k"], forget=["j"]),
+    ):
+        with pytest.raises(StoreUnavailable):
+            await call
+    assert loop.time() - started < 8
+    await store.close()
+
+
+# -- the user index ------------------------------------------------------------------------
+
+
+async def test_the_user_index_drops_ended_sessions(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    """20 logins and logouts used to leave 20 members and an index living 8 hours."""
+    ann = "ann@campus.test"
+    index = redis_store.user_key(ann)
+    for _ in range(20):
+        sid = new_session_id()
+        anonymous = new_session_id()
+        await redis_store.create(anonymous, SessionRecord({}, int(clock()) + 28800), ttl=1800)
+        await redis_store.create(sid, record(clock, ann), ttl=1800, replaces=anonymous)  # login
+        assert redis_db.zcard(index) == 1
+        await redis_store.delete(sid)  # logout
+    assert redis_db.exists(index) == 0
+    assert redis_db.keys("*") == []
+
+
+async def test_the_user_index_lives_as_long_as_its_longest_session(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    ann = "ann@campus.test"
+    index = redis_store.user_key(ann)
+    short, long = new_session_id(), new_session_id()
+    await redis_store.create(long, SessionRecord({}, int(clock()) + 7200, ann), ttl=1800)
+    await redis_store.create(short, SessionRecord({}, int(clock()) + 3600, ann), ttl=1800)
+    assert 7_190_000 < redis_db.pttl(index) <= 7_200_000  # not pushed by the shorter one
+    await redis_store.delete(long)
+    assert 3_590_000 < redis_db.pttl(index) <= 3_600_000  # shrinks to the longest left
+    # a login drops members past their absolute deadline, and so does a listing
+    clock.advance(3601)
+    await redis_store.create(new_session_id(), SessionRecord({}, int(clock()) + 60, ann), ttl=60)
+    assert redis_db.zcard(index) == 1
+
+
+async def test_listing_and_logins_drop_sessions_that_idled_out(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    ann = "ann@campus.test"
+    index = redis_store.user_key(ann)
+    kept, idle, other = new_session_id(), new_session_id(), new_session_id()
+    for sid in (kept, idle, other):
+        await redis_store.create(sid, record(clock, ann), ttl=60)
+    redis_db.delete(redis_store.key(idle))  # as if its idle TTL ran out
+    assert redis_db.zcard(index) == 3
+    listed = await redis_store.sessions_of(ann)
+    assert {s.ref for s in listed} == {redis_store.key(s)[len("campus:") :] for s in (kept, other)}
+    assert redis_db.zcard(index) == 2
+    # a login that replaces one of her sessions (signing in again) drops the replaced one
+    await redis_store.create(new_session_id(), record(clock, ann), ttl=60, replaces=other)
+    assert redis_db.zcard(index) == 2
+
+
+async def test_revocation_also_reaches_sessions_in_the_old_index(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    """Indexes written before the upgrade (plain sets under "user:") are still revoked."""
+    ann = "ann@campus.test"
+    old = new_session_id()
+    await redis_store.create(old, record(clock), ttl=60)
+    legacy = "campus:user:" + hashlib.sha256(ann.encode()).hexdigest()
+    redis_db.sadd(legacy, redis_store.key(old)[len("campus:") :])
+    new = new_session_id()
+    await redis_store.create(new, record(clock, ann), ttl=60)
+    assert await redis_store.delete_user(ann) == 2
+    assert redis_db.keys("*") == []
 
 
 # -- reads batched per event-loop turn ------------------------------------------------------
@@ -264,3 +362,41 @@ async def test_a_batch_on_a_dead_connection_fails_every_read(clock: FakeClock) -
     )
     assert all(isinstance(r, StoreUnavailable) for r in results)
     await store.close()
+
+
+async def test_thousands_of_sessions_can_be_listed_and_ended(
+    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+) -> None:
+    """Logins are not throttled when they succeed: one account may pile up thousands of
+    sessions. Listing them stays bounded (the newest MAX_LISTED); ending them all works."""
+    ann = "ann@campus.test"
+    sids = [new_session_id() for _ in range(2500)]
+    for i, start in enumerate(range(0, len(sids), 50)):
+        batch = sids[start : start + 50]
+        lifetime = 3600 + i  # later batches signed in later
+        await asyncio.gather(
+            *(redis_store.create(s, record(clock, ann, lifetime), ttl=60) for s in batch)
+        )
+    listed = await redis_store.sessions_of(ann)
+    assert len(listed) == MAX_LISTED
+    newest = {redis_store.key(sid)[len("campus:") :] for sid in sids[-MAX_LISTED:]}
+    assert {s.ref for s in listed} == newest
+    refs = [redis_store.key(sid)[len("campus:") :] for sid in sids]
+    assert await redis_store.end_sessions(ann, refs) == 2500  # the index drops them in slices
+    assert redis_db.keys("*") == []
+
+
+async def test_memory_user_index_follows_eviction_expiry_and_replacement(clock: FakeClock) -> None:
+    store = MemoryStore(max_sessions=5, clock=clock)
+    ann = "ann@campus.test"
+    sids = [new_session_id() for _ in range(8)]
+    for sid in sids:
+        await store.create(sid, record(clock, ann), ttl=60)
+    assert len(await store.sessions_of(ann)) == 5  # three evicted, and gone from her index
+    assert store._by_user[ann] == set(sids[3:])
+    await store.create(new_session_id(), record(clock, "bob@campus.test"), ttl=60, replaces=sids[3])
+    assert sids[3] not in store._by_user[ann]
+    clock.advance(61)
+    assert store.sweep() == 5
+    assert store._by_user == {}
+    assert await store.sessions_of(ann) == []

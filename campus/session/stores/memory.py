@@ -6,8 +6,12 @@ swept. It keeps each value as JSON text, as Redis does, so handlers never share 
 the store and code that works against it works against Redis too. It is per-process:
 several processes do not share it.
 
-Login-failure counters are bounded the same way: at most ``max_counters`` keys (hashed, so a
-long key costs no more than a short one), least recently failed evicted first.
+It keeps a per-user index (user -> ids) for "log out everywhere" and "Your sessions", kept in
+step with every insert, delete, expiry and eviction, so neither scans the whole store.
+
+Login-attempt counters are bounded the same way: at most ``max_counters`` keys (hashed, so a
+long key costs no more than a short one), least recently counted evicted first. A reservation
+needs no lock: nothing awaits between the check and the count, so it is atomic in-process.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from campus.session.store import Attempt, Clock, SessionRecord
+from campus.session.store import MAX_LISTED, Clock, LiveSession, SessionRecord, session_ref
 
 #: How many expired records a write may sweep off the cold end on its way (amortised sweep).
 _SWEEP_ON_WRITE = 8
@@ -50,9 +54,11 @@ class MemoryStore:
         self._clock = clock
         # Least recently used first: eviction pops from the front.
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        # SHA-256 of a throttling key -> its failure times, oldest first; least recently
-        # failed first.
-        self._failures: OrderedDict[bytes, list[float]] = OrderedDict()
+        # user -> the ids of their sessions held here.
+        self._by_user: dict[str, set[str]] = {}
+        # SHA-256 of a throttling key -> its attempts (time, attempt id), oldest first; least
+        # recently counted first.
+        self._attempts: OrderedDict[bytes, list[tuple[float, str]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -71,12 +77,12 @@ class MemoryStore:
         self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
     ) -> None:
         if replaces is not None:
-            self._entries.pop(replaces, None)
+            self._drop(replaces)
         now = self._clock()
         self._put(sid, record, now + ttl)
         self._sweep_cold_end(now)
         while len(self._entries) > self.max_sessions:
-            self._entries.popitem(last=False)
+            self._drop(next(iter(self._entries)))
 
     async def update(
         self,
@@ -97,14 +103,37 @@ class MemoryStore:
         return True
 
     async def delete(self, sid: str) -> None:
-        self._entries.pop(sid, None)
+        self._drop(sid)
 
     async def delete_user(self, user: str) -> int:
-        # A scan, not an index: revocation is rare and an index would cost every session memory.
-        doomed = [sid for sid, entry in self._entries.items() if entry.user == user]
+        doomed = list(self._by_user.get(user, ()))
         for sid in doomed:
-            del self._entries[sid]
+            self._drop(sid)
         return len(doomed)
+
+    async def sessions_of(self, user: str) -> list[LiveSession]:
+        now = self._clock()
+        entries = []
+        for sid in list(self._by_user.get(user, ())):
+            entry = self._live(sid, now)
+            if entry is not None:
+                entries.append((sid, entry))
+        entries.sort(key=lambda item: item[1].expires, reverse=True)
+        return [
+            LiveSession(
+                session_ref(sid), SessionRecord(dict(e.data), e.expires, e.user), e.deadline
+            )
+            for sid, e in entries[:MAX_LISTED]
+        ]
+
+    async def end_sessions(self, user: str, refs: Sequence[str]) -> int:
+        wanted = set(refs)
+        doomed = [sid for sid in self._by_user.get(user, ()) if session_ref(sid) in wanted]
+        now = self._clock()
+        ended = sum(self._live(sid, now) is not None for sid in doomed)
+        for sid in doomed:
+            self._drop(sid)
+        return ended
 
     async def count(self) -> int:
         self.sweep()
@@ -115,13 +144,14 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._entries.clear()
+        self._by_user.clear()
 
     def sweep(self) -> int:
         """Drop every expired record; returns how many. The server calls this periodically."""
         now = self._clock()
         expired = [sid for sid, entry in self._entries.items() if entry.deadline <= now]
         for sid in expired:
-            del self._entries[sid]
+            self._drop(sid)
         return len(expired)
 
     def _live(self, sid: str, now: float) -> _Entry | None:
@@ -129,16 +159,36 @@ class MemoryStore:
         if entry is None:
             return None
         if entry.deadline <= now:
-            del self._entries[sid]
+            self._drop(sid)
             return None
         return entry
 
     def _put(self, sid: str, record: SessionRecord, deadline: float) -> None:
+        old = self._entries.get(sid)
+        if old is not None and old.user != record.user:
+            self._unindex(sid, old.user)
         # A copy: the caller's dict is not the stored one.
         self._entries[sid] = _Entry(
             dict(record.data), min(deadline, record.expires), record.expires, record.user
         )
         self._entries.move_to_end(sid)
+        if record.user is not None:
+            self._by_user.setdefault(record.user, set()).add(sid)
+
+    def _drop(self, sid: str) -> None:
+        """Remove a record and its index entry (every removal goes through here)."""
+        entry = self._entries.pop(sid, None)
+        if entry is not None:
+            self._unindex(sid, entry.user)
+
+    def _unindex(self, sid: str, user: str | None) -> None:
+        if user is None:
+            return
+        sids = self._by_user.get(user)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._by_user[user]
 
     def _sweep_cold_end(self, now: float) -> None:
         for _ in range(_SWEEP_ON_WRITE):
@@ -147,30 +197,55 @@ class MemoryStore:
             sid, entry = next(iter(self._entries.items()))
             if entry.deadline > now:
                 return
-            del self._entries[sid]
+            self._drop(sid)
 
-    async def attempt(self, key: str, outcome: Attempt, *, window: int, limit: int) -> float:
+    async def reserve(self, keys: Sequence[str], attempt: str, *, window: int, limit: int) -> float:
         now = self._clock()
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-        live = [t for t in self._failures.get(digest, ()) if t > now - window]
-        if len(live) >= limit:
-            return live[len(live) - limit] + window - now
-        if outcome is Attempt.FAILURE:
-            self._failures.pop(digest, None)
-            self._failures[digest] = [*live, now][-limit:]
-            self._bound_failures(now, window)
-        elif outcome is Attempt.SUCCESS or not live:
-            self._failures.pop(digest, None)
+        digests = [_digest(key) for key in dict.fromkeys(keys)]
+        counted = [self._recent(digest, now, window) for digest in digests]
+        waits = [
+            live[len(live) - limit][0] + window - now for live in counted if len(live) >= limit
+        ]
+        if waits:
+            return max(max(waits), 0.001)
+        for digest, live in zip(digests, counted, strict=True):
+            self._attempts.pop(digest, None)  # to the warm end
+            self._attempts[digest] = [*live, (now, attempt)]
+        self._bound_attempts(now, window)
         return 0.0
 
-    def _bound_failures(self, now: float, window: int) -> None:
+    async def give_back(
+        self, attempt: str, keys: Sequence[str], *, forget: Sequence[str] = ()
+    ) -> None:
+        for key in keys:
+            digest = _digest(key)
+            kept = [a for a in self._attempts.get(digest, ()) if a[1] != attempt]
+            if kept:
+                self._attempts[digest] = kept
+            else:
+                self._attempts.pop(digest, None)
+        for key in forget:
+            self._attempts.pop(_digest(key), None)
+
+    def _recent(self, digest: bytes, now: float, window: int) -> list[tuple[float, str]]:
+        live = [a for a in self._attempts.get(digest, ()) if a[0] > now - window]
+        if not live:
+            self._attempts.pop(digest, None)
+        return live
+
+    def _bound_attempts(self, now: float, window: int) -> None:
         """Drop a few expired counters off the cold end, then evict down to the bound."""
         for _ in range(_SWEEP_ON_WRITE):
-            if not self._failures:
+            if not self._attempts:
                 break
-            digest, times = next(iter(self._failures.items()))
-            if times[-1] > now - window:
+            digest, times = next(iter(self._attempts.items()))
+            if times[-1][0] > now - window:
                 break
-            del self._failures[digest]
-        while len(self._failures) > self.max_counters:
-            self._failures.popitem(last=False)
+            del self._attempts[digest]
+        while len(self._attempts) > self.max_counters:
+            self._attempts.popitem(last=False)
+
+
+def _digest(key: str) -> bytes:
+    # surrogatepass: a key built from JSON input may hold a lone surrogate.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()

@@ -6,15 +6,18 @@
 - A write is one command: a Lua script that merges only the changed top-level keys into the
   record *if it still exists*, so concurrent requests keep each other's writes and a request
   in flight cannot resurrect a session that logout, regenerate or revoke destroyed.
-- Each user has an index set (``prefix + "user:" + SHA-256(user)``) of their session keys,
-  for "log out everywhere".
+- Each user has an index (``prefix + "sessions:" + SHA-256(user)``): a sorted set of their
+  session keys' suffixes scored by absolute deadline, for "log out everywhere" and "Your
+  sessions". It drops members whose sessions are gone (at logout, login, listing and when
+  sessions are ended) and expires with its longest-lived member, never later.
 - On a Redis Cluster, keys of one script must share a hash slot, and the session key, the
-  key it replaces and the user index do not: there each write is split into single-slot
-  steps (merge-if-exists stays one script on the session key; the index and the replaced
-  key are separate commands). Elsewhere it stays one script call.
-- Login-failure counters are sorted sets of failure times under ``prefix + "login:" +
-  SHA-256(key)``: one single-key script per check (Redis Cluster safe), at most ``limit``
-  entries each, expiring ``window`` seconds after the last failure.
+  key it replaces, the user index and a login's two attempt counters do not: there each
+  write is split into single-slot steps (merge-if-exists stays one script on the session
+  key), and a listing costs one command per session. Elsewhere a write stays one script
+  call, a reservation one script for both counters, a listing one pipeline.
+- Login-attempt counters are sorted sets of attempt times under ``prefix + "login:" +
+  SHA-256(key)``: reserved before the password check and given back on success, at most
+  ``limit`` entries each, expiring ``window`` seconds after the last attempt.
 - Every operation has a deadline; driver errors never leave this module: they become
   :class:`StoreUnavailable`.
 """
@@ -25,95 +28,39 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import secrets
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from campus.session.store import (
-    Attempt,
+    MAX_LISTED,
     Clock,
+    LiveSession,
     SessionRecord,
     StoreUnavailable,
     decode_record,
     encode_record,
 )
 from campus.session.stores.redis_batch import ReadBatcher
+from campus.session.stores.redis_scripts import (
+    CREATE,
+    GIVE_BACK,
+    INDEX,
+    PEEK,
+    RESERVE,
+    UPDATE,
+)
 from campus.session.stores.redis_url import close, connect
 
 __all__ = ["RedisStore", "connect"]
 
 T = TypeVar("T")
 
-# KEYS: session key, [key it replaces], [user index]. ARGV: record, ttl ms, replaces?, member,
-# index ttl ms.
-_CREATE = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local n = 2
-if ARGV[3] == '1' then
-  redis.call('DEL', KEYS[n])
-  n = n + 1
-end
-if KEYS[n] then
-  redis.call('SADD', KEYS[n], ARGV[4])
-  if redis.call('PTTL', KEYS[n]) < tonumber(ARGV[5]) then
-    redis.call('PEXPIRE', KEYS[n], ARGV[5])
-  end
-end
-return 1
-"""
-
-# KEYS: session key, [user index]. ARGV: changed (object of JSON texts), deleted (array),
-# ttl ms, now (s), user or '', member, index ttl ms.
-_UPDATE = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return 0 end
-local rec = cjson.decode(raw)
-if tonumber(rec.expires) <= tonumber(ARGV[4]) then return 0 end
-for k, v in pairs(cjson.decode(ARGV[1])) do rec.data[k] = v end
-for _, k in ipairs(cjson.decode(ARGV[2])) do rec.data[k] = nil end
-if ARGV[5] ~= '' then rec.user = ARGV[5] end
-redis.call('SET', KEYS[1], cjson.encode(rec), 'PX', ARGV[3])
-if KEYS[2] then
-  redis.call('SADD', KEYS[2], ARGV[6])
-  if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[7]) then
-    redis.call('PEXPIRE', KEYS[2], ARGV[7])
-  end
-end
-return 1
-"""
-
-# KEYS: a failure counter. ARGV: now, now - window (both seconds), window, limit, outcome,
-# a fresh member. Returns the seconds until fewer than limit failures remain ('0': now).
-_ATTEMPT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-local n, limit = redis.call('ZCARD', KEYS[1]), tonumber(ARGV[4])
-if n >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
-  return tostring(tonumber(oldest[2]) + tonumber(ARGV[3]) - tonumber(ARGV[1]))
-end
-if ARGV[5] == 'failure' then
-  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[6])
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -limit - 1)
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-elseif ARGV[5] == 'success' then
-  redis.call('DEL', KEYS[1])
-end
-return '0'
-"""
-
-
-# KEYS: user index. ARGV: member, index ttl ms. The index outlives its longest session.
-_INDEX = """
-redis.call('SADD', KEYS[1], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 1
-"""
+#: At most this many members leave an index per script call.
+_INDEX_SLICE = 1000
 
 
 def _digest(value: str) -> str:
@@ -145,10 +92,12 @@ class RedisStore:
         # (the connection handshake's replies, then the retry's), not one.
         self._timeout = timeout if timeout is not None else _socket_timeout(client)
         self._cluster = isinstance(client, RedisCluster)
-        self._create = client.register_script(_CREATE)
-        self._update = client.register_script(_UPDATE)
-        self._index = client.register_script(_INDEX)
-        self._attempt = client.register_script(_ATTEMPT)
+        self._create = client.register_script(CREATE)
+        self._update = client.register_script(UPDATE)
+        self._index = client.register_script(INDEX)
+        self._peek = client.register_script(PEEK)
+        self._reserve = client.register_script(RESERVE)
+        self._give_back = client.register_script(GIVE_BACK)
         # Cluster clients route each key to its node: no shared pipeline for them.
         self._reads = None if isinstance(client, RedisCluster) else ReadBatcher(client)
 
@@ -162,6 +111,12 @@ class RedisStore:
         return self._prefix + _digest(sid)
 
     def user_key(self, user: str) -> str:
+        """The key of a user's index: a sorted set of their session keys' suffixes."""
+        return self._prefix + "sessions:" + _digest(user)
+
+    def _legacy_user_key(self, user: str) -> str:
+        # Before the index was a sorted set it was a plain set under this name. Revocation
+        # still reads it; it expires by itself within one absolute timeout of the upgrade.
         return self._prefix + "user:" + _digest(user)
 
     async def load(self, sid: str, *, touch: int | None) -> SessionRecord | None:
@@ -194,7 +149,9 @@ class RedisStore:
             ttl * 1000,
             "1" if replaces is not None else "0",
             _digest(sid),
-            self._index_ttl_ms(record.expires),
+            record.expires * 1000,
+            self._now_ms(),
+            _digest(replaces) if replaces is not None else "",
         ]
         await self._call(self._create(keys=keys, args=args))
 
@@ -218,11 +175,11 @@ class RedisStore:
             int(now),
             user or "",
             _digest(sid),
-            ttl * 1000,
+            int(now * 1000),
         ]
         if not self._cluster:
             return bool(await self._call(self._update(keys=keys, args=args)))
-        return await self._call(self._update_in_slots(keys, args, sid=sid, user=user, ttl=ttl))
+        return await self._call(self._update_in_slots(keys, args, sid=sid, user=user))
 
     async def _create_in_slots(
         self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None
@@ -232,30 +189,90 @@ class RedisStore:
             await self._redis.delete(self.key(replaces))
         await self._redis.set(self.key(sid), encode_record(record), px=ttl * 1000)
         if record.user is not None:
-            index_ttl = self._index_ttl_ms(record.expires)
-            await self._index(keys=[self.user_key(record.user)], args=[_digest(sid), index_ttl])
+            gone = [_digest(replaces)] if replaces is not None else []
+            await self._add_to_index(record.user, _digest(sid), record.expires, gone)
 
     async def _update_in_slots(
-        self, keys: list[str], args: list[str | int], *, sid: str, user: str | None, ttl: int
+        self, keys: list[str], args: list[str | int], *, sid: str, user: str | None
     ) -> bool:
         """Cluster: merge into the session key alone, then index it if it still exists."""
-        if not await self._update(keys=keys, args=args):
+        expires = await self._update(keys=keys, args=args)
+        if not expires:
             return False
         if user is not None:
-            await self._index(keys=[self.user_key(user)], args=[_digest(sid), ttl * 1000])
+            await self._add_to_index(user, _digest(sid), int(expires), [])
         return True
 
+    async def _add_to_index(self, user: str, member: str, expires: int, gone: list[str]) -> None:
+        args: list[str | int] = [member, expires * 1000, self._now_ms(), *gone]
+        await self._index(keys=[self.user_key(user)], args=args)
+
+    async def _drop_from_index(self, user: str, gone: list[str]) -> None:
+        # In slices: Lua's unpack() refuses a few thousand values at once.
+        for start in range(0, len(gone), _INDEX_SLICE):
+            args: list[str | int] = ["", 0, self._now_ms(), *gone[start : start + _INDEX_SLICE]]
+            await self._call(self._index(keys=[self.user_key(user)], args=args))
+
     async def delete(self, sid: str) -> None:
-        await self._call(self._redis.delete(self.key(sid)))
+        # GETDEL, not DEL: the record names its user, whose index then drops it (logout).
+        raw = await self._call(self._redis.getdel(self.key(sid)))
+        record = decode_record(raw) if raw is not None else None
+        if record is not None and record.user is not None:
+            await self._drop_from_index(record.user, [_digest(sid)])
 
     async def delete_user(self, user: str) -> int:
+        index, legacy = self.user_key(user), self._legacy_user_key(user)
+        members: list[Any] = list(await self._call(self._redis.zrange(index, 0, -1)))
+        members += await self._call(self._redis.smembers(legacy))
+        keys = sorted({self._prefix + _text(m) for m in members})
+        deleted: int = await self._call(self._redis.delete(*keys)) if keys else 0
+        await self._call(self._redis.delete(index, legacy))
+        return deleted
+
+    async def sessions_of(self, user: str) -> list[LiveSession]:
+        now = self._clock()
         index = self.user_key(user)
-        members = await self._call(self._redis.smembers(index))
-        keys = [self._prefix + (m.decode() if isinstance(m, bytes) else m) for m in members]
-        deleted: int = await self._call(self._redis.delete(*keys, index)) if keys else 0
-        if keys:
-            deleted -= 1  # the index itself
-        return max(deleted, 0)
+        # The newest MAX_LISTED still within their absolute deadline; older members are
+        # pruned by the index script, which every login and every pruning runs.
+        newest = self._redis.zrange(
+            index, "+inf", f"({self._now_ms()}", desc=True, byscore=True, offset=0, num=MAX_LISTED
+        )
+        members: list[str] = [_text(m) for m in await self._call(newest)]
+        gone: list[str] = []
+        keys = [self._prefix + m for m in members]
+        replies: list[Any]
+        if self._cluster:  # one command per session, each on its own node
+            peeks = await self._call(asyncio.gather(*(self._peek(keys=[k]) for k in keys)))
+            raws, ttls = [p[0] for p in peeks], [p[1] for p in peeks]
+        else:  # every session in one round trip
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+                pipe.pttl(key)
+            replies = await self._call(pipe.execute()) if keys else []
+            raws, ttls = replies[0::2], replies[1::2]
+        live = []
+        for member, raw, ttl in zip(members, raws, ttls, strict=True):
+            record = decode_record(raw) if raw is not None else None
+            if record is None or record.expires <= now or record.user != user or ttl < 0:
+                gone.append(member)
+                continue
+            deadline = min(now + ttl / 1000, float(record.expires))
+            live.append(LiveSession(member, record, deadline))
+        if gone:
+            await self._drop_from_index(user, gone)
+        return live
+
+    async def end_sessions(self, user: str, refs: Sequence[str]) -> int:
+        index = self.user_key(user)
+        indexed: list[Any] = await self._call(self._redis.zrange(index, 0, -1))
+        members = {_text(m) for m in indexed}
+        mine = sorted(members.intersection(refs))
+        if not mine:
+            return 0
+        ended: int = await self._call(self._redis.delete(*(self._prefix + m for m in mine)))
+        await self._drop_from_index(user, mine)
+        return ended
 
     async def count(self) -> int:
         pattern = _glob_escape(self._prefix) + "?" * 64
@@ -271,8 +288,8 @@ class RedisStore:
         with contextlib.suppress(RedisError, RedisClusterException, OSError):
             await close(self._redis)
 
-    def _index_ttl_ms(self, expires: int) -> int:
-        return max(int((expires - self._clock()) * 1000), 1000)
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     async def _scan(self, pattern: str) -> Any:
         keys = aiter(self._redis.scan_iter(match=pattern, count=1000))
@@ -293,18 +310,46 @@ class RedisStore:
             message = " ".join(str(exc).split())  # Sentinel's lists every client's repr
             raise StoreUnavailable(f"redis: {message[:200]}") from None
 
-    def failure_key(self, key: str) -> str:
-        """The Redis key of a login-failure counter: hashed, so no email sits in Redis."""
+    def attempt_key(self, key: str) -> str:
+        """The Redis key of a login-attempt counter: hashed, so no email sits in Redis."""
         # surrogatepass: a key built from JSON input may hold a lone surrogate.
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         return self._prefix + "login:" + digest
 
-    async def attempt(self, key: str, outcome: Attempt, *, window: int, limit: int) -> float:
+    async def reserve(self, keys: Sequence[str], attempt: str, *, window: int, limit: int) -> float:
+        counters = [self.attempt_key(key) for key in dict.fromkeys(keys)]
         now = self._clock()
-        args: list[str | int] = [repr(now), repr(now - window), window, limit, outcome.value]
-        args.append(secrets.token_hex(8))  # the member: unique even for equal times
-        raw = await self._call(self._attempt(keys=[self.failure_key(key)], args=args))
-        return max(float(raw), 0.0)
+        args: list[str | int] = [repr(now), window, limit, attempt]
+        if not self._cluster:  # one script, all keys at once
+            return max(float(await self._call(self._reserve(keys=counters, args=args))), 0.0)
+        # Cluster: the counters live in different slots, so one script per key; a key that
+        # refuses gives back what the ones before it took.
+        taken: list[str] = []
+        for counter in counters:
+            wait = float(await self._call(self._reserve(keys=[counter], args=args)))
+            if wait > 0:
+                if taken:
+                    await self._call(self._give_back(keys=taken, args=[attempt, len(taken)]))
+                return wait
+            taken.append(counter)
+        return 0.0
+
+    async def give_back(
+        self, attempt: str, keys: Sequence[str], *, forget: Sequence[str] = ()
+    ) -> None:
+        returned = [self.attempt_key(key) for key in keys]
+        forgotten = [self.attempt_key(key) for key in forget]
+        if not self._cluster:
+            args: list[str | int] = [attempt, len(returned)]
+            await self._call(self._give_back(keys=returned + forgotten, args=args))
+            return
+        calls = [self._redis.zrem(key, attempt) for key in returned]
+        calls += [self._redis.delete(key) for key in forgotten]
+        await self._call(asyncio.gather(*calls))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _socket_timeout(client: Redis | RedisCluster) -> float | None:
