@@ -28,6 +28,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,8 +38,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import instructions
 import memory
 import profile_campus
+import readme
 import redis
 import stall
 from harness import BENCH, LOAD_CPU, ROOT, SERVER_CPU, BenchError, require_tools, venv_python
@@ -73,7 +76,9 @@ def goals(per_core: dict[str, dict[str, Any]], costs: dict[str, float]) -> list[
     def at_least(goal: str, value: float | None, target: float) -> None:
         met = value is not None and value >= target
         gap = "" if met or value is None else f"needs {target / value - 1:+.0%} req/s"
-        results.append({"goal": goal, "value": value, "target": target, "met": met, "gap": gap})
+        results.append(
+            {"goal": goal, "value": value, "target": target, "met": met, "gap": gap, "unit": "x"}
+        )
 
     at_least(
         "campus-redis >= 1.10x express-redis",
@@ -93,6 +98,7 @@ def goals(per_core: dict[str, dict[str, Any]], costs: dict[str, float]) -> list[
             "target": theirs,
             "met": met,
             "gap": gap,
+            "unit": "ms",
         }
     )
     counted = per_core.get("campus-redis", {}).get("store_commands_per_request")
@@ -105,6 +111,7 @@ def goals(per_core: dict[str, dict[str, Any]], costs: dict[str, float]) -> list[
             "target": 1,
             "met": met,
             "gap": "" if met else f"{counted} per request, {sent} sent per /api/me",
+            "unit": "",
         }
     )
     return results
@@ -130,7 +137,7 @@ def versions(bench: Bench, python: Path | None) -> dict[str, str]:
         "redis-py": redis.__version__,
         "redis-server": str(bench.client.info("server")["redis_version"]),
         "node": out(["node", "--version"]),
-        "wrk": out(["wrk", "--version"]).split(" [")[0],
+        "wrk": out(["wrk", "--version"]).split(" [")[0].removeprefix("wrk "),
     }
     lock = json.loads((EXPRESS_DIR / "package-lock.json").read_text())["packages"]
     for name in ("express", "express-session", "connect-redis", "redis"):
@@ -190,7 +197,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 short round each")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
-    parser.add_argument("--duration", type=float, help="seconds per measurement (8; quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (5; quick 2)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per start (2; quick 1)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--only", help="comma-separated per-core targets (default: all)")
@@ -202,7 +209,7 @@ def main() -> int:
     quick = args.quick
     settings = Settings(
         rounds=args.rounds or (1 if quick else 3),
-        duration=args.duration or (2 if quick else 8),
+        duration=args.duration or (2 if quick else 5),
         warmup=args.warmup or (1 if quick else 2),
         connections=args.connections,
         uvloop=args.uvloop,
@@ -283,10 +290,18 @@ def run(
                 command=report["command"],
             )
             print("profile: done", file=sys.stderr)
+            if shutil.which("valgrind") and shutil.which("callgrind_control"):
+                # A smoke run checks the counting works, on one target: valgrind is slow.
+                names = ["campus-memory"] if quick else None
+                counted = (10, 10) if quick else (100, 50)
+                report["instructions"] = instructions.measure(bench, names, *counted)
+                print("instructions: done", file=sys.stderr)
+            else:
+                print("instructions: skipped (valgrind is not installed)", file=sys.stderr)
     finally:
         bench.close()
     if not args.no_extras:
-        report["stall"] = stall.measure(duration=3 if quick else 8)
+        report["stall"] = stall.measure(duration=3 if quick else 6)
         print("stall: done", file=sys.stderr)
         report["memory"] = memory_in_own_process(10_000 if quick else 100_000)
         print("memory: done", file=sys.stderr)
@@ -301,6 +316,9 @@ def run(
     )
     if result.returncode != 0:
         raise BenchError(f"chart.py failed: {result.stderr.strip().splitlines()[-1:]}")
+    if output == BENCH / "results.json":  # the full run's figures are the README's
+        readme.update(BENCH / "README.md", report)
+        print(f"updated {BENCH / 'README.md'}", file=sys.stderr)
     print_report(report)
     print(f"wrote {output} and {chart} in {report['seconds']} s", file=sys.stderr)
     return 0
@@ -360,6 +378,8 @@ def print_report(report: dict[str, Any]) -> None:
         print(stall.describe(report["stall"]))
     if "memory" in report:
         print(memory.describe(report["memory"]))
+    if "instructions" in report:
+        print(instructions.describe(report["instructions"]))
     if "profile" in report:
         for name, found in report["profile"].items():
             print(

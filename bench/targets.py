@@ -43,7 +43,7 @@ EXPRESS_DIR = ROOT / "tests" / "express"
 DEMO = {"email": "demo@campus.test", "password": "campus-demo"}
 EXPRESS_USER = {"email": "ann@campus.test", "password": "express-password"}
 # Bare Tornado has no session; it gets a cookie of a campus cookie's size all the same.
-BARE_COOKIE = 'campus.sid="' + "x" * 96 + '"'
+BARE_COOKIE = 'campus.sid="' + "x" * 172 + '"'
 # Commands that are the bench's own bookkeeping, or a client's connection set-up.
 NOT_PER_REQUEST = {"info", "config", "ping", "client", "hello", "select", "echo", "monitor"}
 NOT_PER_REQUEST |= {"command", "script"}
