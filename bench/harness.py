@@ -154,6 +154,12 @@ class Sample:
     store_commands_per_request: float | None = None
     store_commands: dict[str, int] = field(default_factory=dict)
     log_lines_per_request: float | None = None
+    load_average: float | None = None  # the machine's 1-minute load average right after
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15-minute load averages (others' work shows here)."""
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}

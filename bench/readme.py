@@ -46,13 +46,27 @@ def per_core_table(report: dict[str, Any]) -> list[str]:
 
 
 def goals_table(report: dict[str, Any]) -> list[str]:
-    lines = ["| target (as shipped) | this run | wanted | |", "|---|---:|---:|---|"]
+    lines = [
+        "| target (as shipped) | this run | wanted | | per round | by CPU µs/req "
+        "| by instructions |",
+        "|---|---:|---:|---|---|---:|---:|",
+    ]
+    counts = report.get("instructions", {}).get("instructions_per_request", {})
     for goal in report["goals"]:
-        fmt = {"x": "{:.2f}x", "ms": "{:.1f} ms"}.get(goal.get("unit", ""), "{:.2f}")
+        ours, _, theirs = goal["goal"].partition(" >= ")
+        theirs = theirs.partition("x ")[2]
+        by_instructions = None
+        if ours in counts and theirs in counts:
+            by_instructions = counts[theirs] / counts[ours]
+        unit = goal.get("unit", "")
+        fmt = {"x": "{:.2f}x", "ms": "{:.1f} ms"}.get(unit, "{:.2f}")
         verdict = "met" if goal["met"] else f"**missed**: {goal['gap']}"
+        rounds = goal.get("per_round") or []
+        each = "{:.2f}" if unit == "x" else "{:+.0f} ms"
         lines.append(
             f"| {goal['goal']} | {_num(goal['value'], fmt)} | {_num(goal['target'], fmt)} "
-            f"| {verdict} |"
+            f"| {verdict} | {', '.join(each.format(r) for r in rounds) or '-'} "
+            f"| {_num(goal.get('by_cpu'), '{:.2f}x')} | {_num(by_instructions, '{:.2f}x')} |"
         )
     return lines
 

@@ -31,6 +31,7 @@ from harness import (
     free_port,
     get,
     listening_pids,
+    load_average,
     login,
     rss_kib,
     stop,
@@ -255,6 +256,7 @@ class Bench:
             sample = wrk(url, cookie, settings.duration, settings.connections, cpu=load_cpu)
             cpu = cpu_seconds(process.pid) - cpu_before
             sample.rss_kib = rss_kib(process.pid)
+            sample.load_average = load_average()[0]
             time.sleep(0.2)  # what wrk left in flight is answered (and logged) by now
             self.client.config_resetstat()
             log_offset = log.stat().st_size
