@@ -73,7 +73,7 @@ def main(results: Path, out: Path) -> int:
     report = json.loads(results.read_text())
     rows: dict[str, dict[str, Any]] = report["per_core"]
     scale = report.get("scale")
-    figure, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    figure, axes = plt.subplots(2, 4, figsize=(20, 7.5))
     ratios = [f"{r['rps']:.0f} ({r.get('ratio_to_bare') or 0:.0%} of bare)" for r in rows.values()]
     panel(axes[0][0], rows, "rps", "requests/s, one core", "{:.0f}", labels=ratios)
     panel(axes[0][1], rows, "p99_ms", "p99 latency, ms (lower is better)", "{:.1f}")
@@ -108,6 +108,29 @@ def main(results: Path, out: Path) -> int:
         )
     else:
         axes[1][2].axis("off")
+    counts = report.get("instructions", {}).get("instructions_per_request", {})
+    if counts:
+        rows = {name: {"instructions": n / 1000, "samples": []} for name, n in counts.items()}
+        panel(
+            axes[0][3], rows, "instructions", "instructions per request, k (callgrind)", "{:,.0f}k"
+        )
+    else:
+        axes[0][3].axis("off")
+    stall = report.get("stall")
+    if stall:
+        rows = {
+            "alone": {"p99": stall["alone"]["p99_ms"], "samples": []},
+            f"{stall['logins']} clients logging in": {
+                "p99": stall["with_logins"]["p99_ms"],
+                "samples": [],
+            },
+        }
+        title = f"campus /api/me p99 ms, logins vs readers (ratio {stall['p99_ratio']:.2f})"
+        panel(axes[1][3], rows, "p99", title, "{:.1f}")
+        for bar in axes[1][3].patches:
+            bar.set_color("#1f77b4")
+    else:
+        axes[1][3].axis("off")
     load = report["load_average"]
     figure.suptitle(
         f"GET /api/me with a live session: medians of {report['settings']['rounds']} "

@@ -1,6 +1,7 @@
 """CPU instructions per request, counted by callgrind: a cost no noisy neighbour can move.
 
     python bench/instructions.py    # bare, campus-memory, campus-redis, aiohttp-redis
+    python bench/instructions.py --only bare,campus-memory,campus-memory-nolog
 
 Each Python target runs under `valgrind --tool=callgrind` with instrumentation off while it
 starts, logs in and serves a warm-up; then instrumentation goes on for exactly N
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    BENCH,
     SERVER_CPU,
     BenchError,
     exactly,
@@ -41,6 +43,11 @@ TARGETS = {
         Spec("aiohttp-redis", "aiohttp", "redis"),
     )
 }
+#: Levers measured on request (--only), not in every run: campus without its access log.
+VARIANTS = {
+    "campus-memory-nolog": Spec("campus-memory-nolog", "campus", "memory"),
+    "campus-redis-nolog": Spec("campus-redis-nolog", "campus", "redis"),
+}
 #: Concurrent keep-alive connections: a few, so requests share loop turns as under load.
 CONNECTIONS = 4
 
@@ -59,6 +66,9 @@ def count(bench: Bench, spec: Spec, requests: int, warmup: int) -> float:
         out = Path(tmp) / "callgrind.out"
         port = free_port()
         command, env, cwd = bench.command(spec, port)
+        if spec.name.endswith("-nolog"):  # python -m campus -> python without_access_log.py
+            at = command.index("-m")
+            command[at : at + 2] = [str(BENCH / "without_access_log.py")]
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         valgrind += [f"--callgrind-out-file={out}", "--trace-children=no"]
         process = subprocess.Popen(
@@ -88,7 +98,8 @@ def measure(
     bench: Bench, names: list[str] | None = None, requests: int = 200, warmup: int = 100
 ) -> dict[str, Any]:
     names = names or list(TARGETS)
-    counts = {name: count(bench, TARGETS[name], requests, warmup) for name in names}
+    known = TARGETS | VARIANTS
+    counts = {name: count(bench, known[name], requests, warmup) for name in names}
     bare = counts.get("bare")
     return {
         "requests": requests,
@@ -107,7 +118,10 @@ def describe(result: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--only", help=f"comma-separated, of: {', '.join(TARGETS)}")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated, of: {', '.join(TARGETS | VARIANTS)} (default: the first 4)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     try:
@@ -115,7 +129,7 @@ def main() -> int:
         bench = Bench(uvloop=False)
         try:
             names = args.only.split(",") if args.only else None
-            unknown = set(names or []) - set(TARGETS)
+            unknown = set(names or []) - set(TARGETS | VARIANTS)
             if unknown:
                 parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
             result = measure(bench, names, args.requests)
