@@ -344,7 +344,8 @@ def run(
     )
     if result.returncode != 0:
         raise BenchError(f"chart.py failed: {result.stderr.strip().splitlines()[-1:]}")
-    if output == BENCH / "results.json":  # the full run's figures are the README's
+    complete = not (args.only or args.no_scale or args.no_extras or args.uvloop)
+    if complete and output == BENCH / "results.json":  # a full run's figures are the README's
         readme.update(BENCH / "README.md", report)
         print(f"updated {BENCH / 'README.md'}", file=sys.stderr)
     print_report(report)
