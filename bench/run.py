@@ -283,7 +283,7 @@ def run(
     load_before = load_average()
     report: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "python bench/run.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python bench/run.py", *sys.argv[1:]]),
         "load_average": {"before": load_before},
         "machine": {
             "cpus": os.cpu_count(),
