@@ -1,16 +1,20 @@
-"""The ceiling: bare Tornado answering GET /api/me with the same JSON, and no session at all.
+"""The ceiling: bare Tornado answering GET /api/me with the same JSON, no session, no logging.
 
-It logs each request the way campus does, so the comparison isolates the session layer.
+    python bench/bare.py PORT
+
+Nothing per request but Tornado itself: no access log (Tornado logs a request only through the
+``tornado.access`` logger, which has no handler here and is set above INFO), so every cost
+campus adds on top — the session layer, its handler stack and its access log — shows in the
+ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 
 import tornado.web
-
-from campus.server import configure_logging
 
 USER = {"user": {"email": "demo@campus.test", "name": "Demo Student", "roles": ["student"]}}
 
@@ -21,9 +25,13 @@ class MeHandler(tornado.web.RequestHandler):
         self.write(USER)
 
 
+def no_log(handler: tornado.web.RequestHandler) -> None:
+    """Application ``log_function``: nothing (not even the level check Tornado's default makes)."""
+
+
 async def main(port: int) -> None:
-    configure_logging()
-    app = tornado.web.Application([(r"/api/me", MeHandler)])
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    app = tornado.web.Application([(r"/api/me", MeHandler)], log_function=no_log)
     app.listen(port, "127.0.0.1")
     print("listening", flush=True)
     await asyncio.Event().wait()

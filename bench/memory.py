@@ -4,6 +4,7 @@
 
 Each session is what /login stores: a small user record. Memory is measured two ways:
 tracemalloc (Python allocations, exact) and the process RSS (what the operator pays).
+`python bench/run.py` runs this too (in a process of its own) and keeps its figures.
 """
 
 from __future__ import annotations
@@ -38,17 +39,12 @@ async def fill(store: MemoryStore, count: int) -> None:
         await store.create(new_session_id(), record, ttl=1800)
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-
+async def measure(sessions: int) -> dict[str, float | int]:
     # RSS first, without tracemalloc (whose own bookkeeping would count too).
     gc.collect()
     rss_before = rss_kib()
-    store = MemoryStore(max_sessions=args.sessions)
-    await fill(store, args.sessions)
+    store = MemoryStore(max_sessions=sessions)
+    await fill(store, sessions)
     gc.collect()
     rss_after = rss_kib()
     count = len(store)
@@ -57,19 +53,15 @@ async def main() -> int:
     gc.collect()
 
     tracemalloc.start()
-    store = MemoryStore(max_sessions=args.sessions)
-    await fill(store, args.sessions)
+    store = MemoryStore(max_sessions=sessions)
+    await fill(store, sessions)
     gc.collect()
     traced, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    per_session = traced / len(store)
-    print(
-        f"{len(store):,} sessions: {per_session:.0f} bytes each (tracemalloc), "
-        f"{(rss_after - rss_before) * 1024 / count:.0f} bytes each (RSS growth)"
-    )
+    kept = len(store)
 
     # The bound: twice max_sessions go in, max_sessions stay, and memory stops growing.
-    bound = args.sessions // 10
+    bound = sessions // 10
     bounded = MemoryStore(max_sessions=bound)
     tracemalloc.start()
     await fill(bounded, bound)
@@ -77,28 +69,38 @@ async def main() -> int:
     await fill(bounded, bound)
     after_double, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(
-        f"bound {bound:,}: {len(bounded):,} sessions kept after {2 * bound:,} created; "
-        f"memory {at_bound / 1e6:.1f} MB at the bound, {after_double / 1e6:.1f} MB after"
-    )
-    assert len(bounded) == bound
+    if len(bounded) != bound:
+        raise AssertionError(f"max_sessions={bound} kept {len(bounded)} sessions")
+    return {
+        "sessions": kept,
+        "bytes_per_session_tracemalloc": traced / kept,
+        "bytes_per_session_rss": (rss_after - rss_before) * 1024 / count,
+        "bound": bound,
+        "kept_after_double": len(bounded),
+        "bytes_at_bound": at_bound,
+        "bytes_after_double": after_double,
+    }
 
+
+def describe(result: dict[str, float | int]) -> str:
+    return (
+        f"{result['sessions']:,} sessions: {result['bytes_per_session_tracemalloc']:.0f} bytes "
+        f"each (tracemalloc), {result['bytes_per_session_rss']:.0f} bytes each (RSS growth); "
+        f"bound {result['bound']:,}: {result['kept_after_double']:,} sessions kept after "
+        f"{2 * int(result['bound']):,} created; memory {result['bytes_at_bound'] / 1e6:.1f} MB "
+        f"at the bound, {result['bytes_after_double'] / 1e6:.1f} MB after"
+    )
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result = await measure(args.sessions)
+    print(describe(result))
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "sessions": len(store),
-                    "bytes_per_session_tracemalloc": per_session,
-                    "bytes_per_session_rss": (rss_after - rss_before) * 1024 / count,
-                    "bound": bound,
-                    "kept_after_double": len(bounded),
-                    "bytes_at_bound": at_bound,
-                    "bytes_after_double": after_double,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

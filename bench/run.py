@@ -1,372 +1,419 @@
-"""What the session layer costs per request: bare Tornado vs campus (memory) vs campus (Redis).
+"""campus against what users would pick instead, per core and on the whole machine, in one run.
 
-Each target runs alone, on a free port, pinned to CPU 0 while wrk runs pinned to CPU 1.
-Rounds are interleaved (bare, memory, redis, bare, ...) so drift on a shared machine hits all
-targets alike; medians are reported and ratios are taken against the ceiling of the same run.
+    python bench/run.py            # the full run (~8 minutes): results.json, results.png
+    python bench/run.py --quick    # a smoke run (~1 minute): results-quick.json/.png
 
-    python bench/run.py                 # 5 rounds of 5 s each, table + bench/results.json
-    python bench/run.py --rounds 3 --duration 3 --uvloop
+Per core: every target runs alone on a free port, pinned to CPU 0, while `wrk -t1 -c32` runs
+pinned to CPU 1 against `GET /api/me` with a live session (bare Tornado gets a cookie too and
+ignores it). Every target gets the same warm-up and load; rounds are interleaved (bare,
+campus-memory, ..., bare, ...) so drift on a shared machine hits all alike; the table shows
+medians and the ratios are taken between medians of this run.
+
+Targets: bare Tornado without logging (the ceiling); campus with the memory store and with
+Redis, as shipped (default settings, access log on); the Express app campus replaces
+(tests/express: express-session on its MemoryStore, and on connect-redis); aiohttp-session on
+Redis (redis-py). Each Redis target uses this run's own redis-server, never one on 6379.
+
+Then the whole machine (nothing pinned): campus and the Express app at 1 and 2 processes on
+Redis (`[server] processes = N` for campus, node's cluster module for Express); the
+logins-don't-stall-readers and memory-per-session benchmarks (bench/stall.py, bench/memory.py);
+a py-spy profile of campus under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.util
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import instructions
+import memory
+import profile_campus
+import readme
 import redis
+import stall
+from harness import (
+    BENCH,
+    LOAD_CPU,
+    ROOT,
+    SERVER_CPU,
+    BenchError,
+    load_average,
+    require_tools,
+    venv_python,
+)
+from targets import EXPRESS_DIR, PER_CORE, Bench, Settings, Spec, Target
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = {"email": "demo@campus.test", "password": "campus-demo"}
-SERVER_CPU, LOAD_CPU = "0", "1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
+# --- the run -----------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (robust to a noisy neighbour, unlike req/s)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def interleaved(
+    bench: Bench, specs: list[Spec], settings: Settings, *, pinned: bool, label: str
+) -> list[Target]:
+    targets = [Target(spec) for spec in specs]
+    for round_ in range(settings.rounds):
+        for target in targets:
+            target.samples.append(bench.measure(target.spec, settings, pinned=pinned))
+        print(f"{label}: round {round_ + 1}/{settings.rounds} done", file=sys.stderr)
+    return targets
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
-@dataclass
-class Sample:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    redis_per_request: float | None = None
-    rss_kib: int = 0
-    cpu_us_per_request: float = 0.0
+def goals(per_core: dict[str, dict[str, Any]], costs: dict[str, float]) -> list[dict[str, Any]]:
+    """Issue 12's targets for campus, as shipped: met or not, and by how much.
 
-
-@dataclass
-class Target:
-    name: str
-    samples: list[Sample] = field(default_factory=list)
-
-    def median(self, attribute: str) -> float | None:
-        values = [getattr(s, attribute) for s in self.samples if getattr(s, attribute) is not None]
-        return statistics.median(values) if values else None
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def wrk(url: str, cookie: str | None, duration: int, connections: int) -> Sample:
-    command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
-    command += ["--latency", "--timeout", "5s"]
-    if cookie:
-        command += ["-H", f"Cookie: campus.sid={cookie}"]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non_2xx:
-        raise RuntimeError(f"{url}: {non_2xx.group(1)} failed responses\n{output}")
-    return Sample(rps, p50, p99, requests)
-
-
-def login(port: int) -> tuple[str, dict[str, Any]]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/login", data=json.dumps(DEMO).encode(), method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = json.loads(response.read())
-        header = response.headers["Set-Cookie"]
-    cookie = header.split(";", 1)[0].split("=", 1)[1].strip('"')
-    return cookie, body
-
-
-def get(port: int, path: str, cookie: str) -> int:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", headers={"Cookie": f"campus.sid={cookie}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return int(response.status)
-
-
-def command_calls(client: redis.Redis) -> int:
-    stats = client.info("commandstats")
-    return sum(
-        int(v["calls"])
-        for k, v in stats.items()
-        if not k.startswith(("cmdstat_info", "cmdstat_config", "cmdstat_ping"))
-    )
-
-
-class ClientCommands:
-    """Counts the commands clients send (MONITOR), leaving out those a Lua script runs inside.
-
-    INFO commandstats counts a script's inner GET/SET too; what a request costs in round trips
-    is what its client sends.
+    A req/s ratio also comes per round (how far noise moves it) and by CPU time per request
+    (the other target's over campus's: what the ratio would be if CPU were the only limit).
     """
 
-    STOP = "campus-bench-stop"
+    def column(name: str, key: str) -> list[float]:
+        return [s[key] for s in per_core.get(name, {}).get("samples", [])]
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.counts: dict[str, int] = {}
-        self._thread: threading.Thread | None = None
+    results: list[dict[str, Any]] = []
 
-    def __enter__(self) -> ClientCommands:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._listen, args=(ready,), daemon=True)
-        self._thread.start()
-        ready.wait(5)
-        return self
+    def at_least(ours: str, theirs: str, target: float) -> None:
+        value = ratio(per_core.get(ours, {}).get("rps"), per_core.get(theirs, {}).get("rps"))
+        met = value is not None and value >= target
+        gap = "" if met or value is None else f"needs {target / value - 1:+.0%} req/s"
+        rounds = [a / b for a, b in zip(column(ours, "rps"), column(theirs, "rps"), strict=False)]
+        by_cpu = ratio(
+            per_core.get(theirs, {}).get("cpu_us_per_request"),
+            per_core.get(ours, {}).get("cpu_us_per_request"),
+        )
+        results.append(
+            {
+                "goal": f"{ours} >= {target:.2f}x {theirs}",
+                "value": value,
+                "target": target,
+                "met": met,
+                "gap": gap,
+                "unit": "x",
+                "per_round": rounds,
+                "by_cpu": by_cpu,
+            }
+        )
 
-    def _listen(self, ready: threading.Event) -> None:
-        with redis.Redis(port=self.port).monitor() as monitor:
-            ready.set()
-            for entry in monitor.listen():
-                command = str(entry["command"])
-                if command.endswith(self.STOP):
-                    return
-                if entry.get("client_type") == "lua":
-                    continue
-                name = command.split(" ", 1)[0].upper()
-                self.counts[name] = self.counts.get(name, 0) + 1
-
-    def __exit__(self, *exc: object) -> None:
-        redis.Redis(port=self.port).echo(self.STOP)
-        assert self._thread is not None
-        self._thread.join(5)
-
-    def total(self) -> int:
-        return sum(n for name, n in self.counts.items() if name not in {"ECHO", "CLIENT", "HELLO"})
-
-
-class Servers:
-    """Starts one target at a time; owns the redis-server the Redis target uses."""
-
-    def __init__(self, uvloop: bool) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="campus-bench-"))
-        self.redis_port = free_port()
-        self.redis = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                LOAD_CPU,
-                "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.tmp),
+    at_least("campus-redis", "express-redis", 1.10)
+    at_least("campus-redis", "bare", 0.80)
+    at_least("campus-memory", "bare", 0.90)
+    ours = per_core.get("campus-redis", {}).get("p99_ms")
+    theirs = per_core.get("express-redis", {}).get("p99_ms")
+    met = ours is not None and theirs is not None and ours <= theirs
+    gap = "" if met or ours is None or theirs is None else f"{ours - theirs:.1f} ms over"
+    results.append(
+        {
+            "goal": "campus-redis p99 <= express-redis p99",
+            "value": ours,
+            "target": theirs,
+            "met": met,
+            "gap": gap,
+            "unit": "ms",
+            "per_round": [
+                a - b
+                for a, b in zip(
+                    column("campus-redis", "p99_ms"),
+                    column("express-redis", "p99_ms"),
+                    strict=False,
+                )
             ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for_port(self.redis_port, self.redis)
-        self.redis_client = redis.Redis(port=self.redis_port)
-        self.uvloop = uvloop
+        }
+    )
+    counted = per_core.get("campus-redis", {}).get("store_commands_per_request")
+    sent = costs.get("GET /api/me")
+    met = sent == 1 and counted == 1
+    results.append(
+        {
+            "goal": "1 Redis command per read-only request",
+            "value": counted,
+            "target": 1,
+            "met": met,
+            "gap": "" if met else f"{counted} per request, {sent} sent per /api/me",
+            "unit": "",
+        }
+    )
+    return results
 
-    def command(self, target: str, port: int) -> tuple[list[str], dict[str, str]]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
-        env["PYTHONPATH"] = str(ROOT)  # this checkout, never an installed copy of campus
-        python = [sys.executable]
-        if self.uvloop:
-            python += [str(ROOT / "bench" / "with_uvloop.py")]
-        if target == "bare":
-            return [*python, str(ROOT / "bench" / "bare.py"), str(port)], env
-        env["CAMPUS_USERS_FILE"] = str(ROOT / "config" / "users.dev.json")
-        if target == "redis":
-            env["CAMPUS_STORE"] = "redis"
-            env["CAMPUS_REDIS_URL"] = f"redis://127.0.0.1:{self.redis_port}/0"
-        return [*python, "-m", "campus", "--port", str(port)], env
 
-    def measure(self, target: str, duration: int, connections: int) -> Sample:
-        port = free_port()
-        command, env = self.command(target, port)
-        process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *command],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+def versions(bench: Bench, python: Path | None) -> dict[str, str]:
+    def out(command: list[str], cwd: Path = ROOT) -> str:
         try:
-            wait_for_port(port, process)
-            cookie = None
-            if target != "bare":
-                cookie, _ = login(port)
-                assert get(port, "/api/me", cookie) == 200
-            wrk(f"http://127.0.0.1:{port}/api/me", cookie, 1, connections)  # warm up
-            if target == "redis":
-                self.redis_client.config_resetstat()
-            cpu_before = cpu_seconds(process.pid)
-            sample = wrk(f"http://127.0.0.1:{port}/api/me", cookie, duration, connections)
-            cpu = cpu_seconds(process.pid) - cpu_before
-            sample.cpu_us_per_request = cpu * 1e6 / sample.requests
-            if target == "redis":  # wrk's warm-up is excluded: stats were reset after it
-                sample.redis_per_request = command_calls(self.redis_client) / sample.requests
-            sample.rss_kib = rss_kib(process.pid)
-            return sample
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(15)
+            result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=30)
+        except OSError:
+            return "?"
+        return (result.stdout or result.stderr).strip().splitlines()[0] if result else "?"
 
-    def redis_costs(self) -> dict[str, float]:
-        """Commands campus sends Redis per /login, /api/me and /logout (mean of 20 each)."""
-        port = free_port()
-        command, env = self.command("redis", port)
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    import tornado
+
+    found = {
+        "python": platform.python_version(),
+        "tornado": tornado.version,
+        "redis-py": redis.__version__,
+        "redis-server": str(bench.client.info("server")["redis_version"]),
+        "node": out(["node", "--version"]),
+        "wrk": out(["wrk", "--version"]).split(" [")[0].removeprefix("wrk "),
+    }
+    lock = json.loads((EXPRESS_DIR / "package-lock.json").read_text())["packages"]
+    for name in ("express", "express-session", "connect-redis", "redis"):
+        found[f"npm {name}"] = lock.get(f"node_modules/{name}", {}).get("version", "?")
+    if python is not None:
+        script = (
+            "import aiohttp, aiohttp_session, matplotlib; "
+            "print(aiohttp.__version__, aiohttp_session.__version__, matplotlib.__version__)"
         )
-        costs: dict[str, float] = {}
-        try:
-            wait_for_port(port, process)
-            n = 20
-            login(port)  # the first write loads the Lua scripts (SCRIPT LOAD): not per request
-            with ClientCommands(self.redis_port) as commands:
-                cookies = [login(port)[0] for _ in range(n)]
-            costs["login"] = commands.total() / n
-            with ClientCommands(self.redis_port) as commands:
-                for cookie in cookies:
-                    get(port, "/api/me", cookie)
-            costs["me"] = commands.total() / n
-            with ClientCommands(self.redis_port) as commands:
-                for cookie in cookies:
-                    get(port, "/logout", cookie)
-            costs["logout"] = commands.total() / n
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(15)
-        return costs
-
-    def close(self) -> None:
-        self.redis.terminate()
-        self.redis.wait(10)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        parts = out([str(python), "-c", script]).split()
+        if len(parts) == 3:
+            found |= {"aiohttp": parts[0], "aiohttp-session": parts[1], "matplotlib": parts[2]}
+    return found
 
 
-def table(targets: list[Target]) -> str:
-    ceiling = targets[0].median("rps") or 1.0
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
+
+
+def table(per_core: dict[str, dict[str, Any]]) -> str:
+    bare_rps = per_core["bare"]["rps"]
     lines = [
-        f"{'target':<14}{'req/s':>9}{'of bare':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'redis cmd/req':>15}{'RSS MiB':>9}{'CPU us/req':>12}{'bare/this CPU':>15}",
+        f"{'target':<16}{'req/s':>8}{'of bare':>9}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'CPU us/req':>11}{'RSS MiB':>9}{'store cmd/req':>14}{'log/req':>8}"
     ]
-    bare_cpu = targets[0].median("cpu_us_per_request") or 1.0
-    for target in targets:
-        rps = target.median("rps") or 0.0
-        commands = target.median("redis_per_request")
-        per_request = f"{commands:.3f}" if commands is not None else "-"
-        cpu = target.median("cpu_us_per_request") or 1.0
+    for name, row in per_core.items():
+        commands = row["store_commands_per_request"]
         lines.append(
-            f"{target.name:<14}{rps:>9.0f}{rps / ceiling:>9.0%}{target.median('p50_ms'):>9.2f}"
-            f"{target.median('p99_ms'):>9.2f}{per_request:>15}"
-            f"{(target.median('rss_kib') or 0) / 1024:>9.1f}{cpu:>12.0f}{bare_cpu / cpu:>15.0%}"
+            f"{name:<16}{row['rps']:>8.0f}{row['rps'] / bare_rps:>9.0%}{row['p50_ms']:>8.2f}"
+            f"{row['p99_ms']:>8.2f}{row['cpu_us_per_request']:>11.0f}{row['rss_mib']:>9.1f}"
+            f"{'-' if commands is None else f'{commands:.3f}':>14}"
+            f"{row['log_lines_per_request']:>8.2f}"
         )
     return "\n".join(lines)
 
 
+def scale_table(scale: dict[str, Any]) -> str:
+    lines = [f"{'target':<16}{'processes':>10}{'req/s':>8}{'p99 ms':>8}{'x1 process':>11}"]
+    rows = scale["targets"]
+    for name, row in rows.items():
+        one = rows.get(name.rsplit("-x", 1)[0] + "-x1", {}).get("rps")
+        lines.append(
+            f"{name:<16}{row['processes']:>10}{row['rps']:>8.0f}{row['p99_ms']:>8.2f}"
+            f"{ratio(row['rps'], one) or 0:>11.2f}"
+        )
+    if not scale["campus_processes"]["supported"]:
+        lines.append(f"campus at 2 processes: {scale['campus_processes']['note']}")
+    return "\n".join(lines)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--uvloop", action="store_true", help="run every server on uvloop")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
-    args = parser.parse_args()
-    for tool in ("wrk", "taskset", "redis-server"):
-        if shutil.which(tool) is None:
-            parser.error(f"{tool} is not installed (Debian: apt-get install {tool})")
-
-    names = ["bare", "campus-memory", "campus-redis"]
-    targets = [Target(name) for name in names]
-    servers = Servers(args.uvloop)
-    try:
-        for round_ in range(args.rounds):
-            for target, kind in zip(targets, ["bare", "memory", "redis"], strict=True):
-                target.samples.append(servers.measure(kind, args.duration, args.connections))
-            print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
-        costs = servers.redis_costs()
-    finally:
-        servers.close()
-
-    print(table(targets))
-    ceiling = targets[0].median("rps") or 1.0
-    print(
-        f"redis commands: login {costs['login']:.2f}, /api/me {costs['me']:.2f}, "
-        f"logout {costs['logout']:.2f}"
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    report = {
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 short round each")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (5; quick 2)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per start (2; quick 1)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--only", help="comma-separated per-core targets (default: all)")
+    parser.add_argument("--no-scale", action="store_true", help="skip the 1-vs-2-process part")
+    parser.add_argument("--no-extras", action="store_true", help="skip stall, memory, profile")
+    parser.add_argument("--uvloop", action="store_true", help="run the Tornado servers on uvloop")
+    parser.add_argument("--json", type=Path, help="results file (default bench/results.json)")
+    args = parser.parse_args()
+    quick = args.quick
+    settings = Settings(
+        rounds=args.rounds or (1 if quick else 3),
+        duration=args.duration or (2 if quick else 5),
+        warmup=args.warmup or (1 if quick else 2),
+        connections=args.connections,
+        uvloop=args.uvloop,
+    )
+    default = "results-quick.json" if quick else "results.json"
+    if args.uvloop:
+        default = default.replace("results", "results-uvloop")
+    output = args.json or BENCH / default
+    specs = PER_CORE
+    if args.only:
+        names = args.only.split(",")
+        unknown = sorted(set(names) - {s.name for s in PER_CORE})
+        if unknown:
+            parser.error(f"unknown target(s): {', '.join(unknown)}")
+        specs = [s for s in PER_CORE if s.name in names or s.name == "bare"]
+    try:
+        require_tools("wrk", "taskset", "redis-server", "node")
+        if args.uvloop and importlib.util.find_spec("uvloop") is None:
+            raise BenchError(
+                f"--uvloop: uvloop is not installed ({sys.executable} -m pip install uvloop)"
+            )
+        if not (EXPRESS_DIR / "node_modules").is_dir():
+            raise BenchError(f"{EXPRESS_DIR}/node_modules is missing: run `npm ci` there")
+        python = venv_python()  # before any timing: the first run installs it
+        return run(args, settings, specs, output, python, quick)
+    except BenchError as exc:
+        print(f"run.py: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("run.py: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(
+    args: argparse.Namespace,
+    settings: Settings,
+    specs: list[Spec],
+    output: Path,
+    python: Path,
+    quick: bool,
+) -> int:
+    started = time.monotonic()
+    load_before = load_average()
+    report: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python bench/run.py", *sys.argv[1:]]),
+        "load_average": {"before": load_before},
         "machine": {
             "cpus": os.cpu_count(),
-            "python": platform.python_version(),
+            "cpu": cpu_model(),
             "platform": platform.platform(),
-            "uvloop": args.uvloop,
         },
-        "settings": vars(args) | {"json": str(args.json)},
-        "targets": {
-            t.name: {
-                "rps": t.median("rps"),
-                "ratio_to_bare": (t.median("rps") or 0) / ceiling,
-                "p50_ms": t.median("p50_ms"),
-                "p99_ms": t.median("p99_ms"),
-                "rss_kib": t.median("rss_kib"),
-                "cpu_us_per_request": t.median("cpu_us_per_request"),
-                "redis_commands_per_request": t.median("redis_per_request"),
-                "samples": [asdict(s) for s in t.samples],
-            }
-            for t in targets
-        },
-        "redis_commands_per_route": costs,
+        "settings": asdict(settings)
+        | {"server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU, "wrk_threads": 1},
     }
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}", file=sys.stderr)
+    bench = Bench(settings.uvloop)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up as on Ctrl-C
+    try:
+        report["versions"] = versions(bench, python)
+        targets = interleaved(bench, specs, settings, pinned=True, label="per core")
+        per_core = {t.spec.name: t.summary() for t in targets}
+        bare_rps = per_core["bare"]["rps"]
+        for row in per_core.values():
+            row["ratio_to_bare"] = ratio(row["rps"], bare_rps)
+        report["per_core"] = per_core
+        costs = bench.campus_route_costs()
+        report["campus_redis_commands_per_route"] = costs
+        report["goals"] = goals(per_core, costs)
+        if not args.no_scale:
+            report["scale"] = scale(bench, settings)
+        if not args.no_extras:
+            report["profile"] = profile_campus.profile_all(
+                bench,
+                duration=2 if quick else 10,
+                connections=settings.connections,
+                out_dir=output.parent,
+                suffix="-quick" if quick else "",
+                command=report["command"],
+            )
+            print("profile: done", file=sys.stderr)
+            if shutil.which("valgrind") and shutil.which("callgrind_control"):
+                # A smoke run checks the counting works, on one target: valgrind is slow.
+                names = ["campus-memory"] if quick else None
+                counted = (10, 10) if quick else (100, 50)
+                report["instructions"] = instructions.measure(bench, names, *counted)
+                print("instructions: done", file=sys.stderr)
+            else:
+                print("instructions: skipped (valgrind is not installed)", file=sys.stderr)
+    finally:
+        bench.close()
+    if not args.no_extras:
+        report["stall"] = stall.measure(duration=3 if quick else 6)
+        print("stall: done", file=sys.stderr)
+        report["memory"] = memory_in_own_process(10_000 if quick else 100_000)
+        print("memory: done", file=sys.stderr)
+    report["load_average"]["after"] = load_average()
+    report["seconds"] = round(time.monotonic() - started)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    chart = output.with_suffix(".png")
+    result = subprocess.run(
+        [str(python), str(BENCH / "chart.py"), str(output), str(chart)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"chart.py failed: {result.stderr.strip().splitlines()[-1:]}")
+    complete = not (args.only or args.no_scale or args.no_extras or args.uvloop)
+    if complete and output == BENCH / "results.json":  # a full run's figures are the README's
+        readme.update(BENCH / "README.md", report)
+        print(f"updated {BENCH / 'README.md'}", file=sys.stderr)
+    print_report(report)
+    print(f"wrote {output} and {chart} in {report['seconds']} s", file=sys.stderr)
     return 0
+
+
+def memory_in_own_process(sessions: int) -> dict[str, Any]:
+    """bench/memory.py in a fresh interpreter: its RSS figure must not count this one's heap."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(BENCH / "memory.py"),
+                "--sessions",
+                str(sessions),
+                "--json",
+                out.name,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise BenchError(f"memory.py failed: {result.stderr.strip().splitlines()[-1:]}")
+        found: dict[str, Any] = json.loads(Path(out.name).read_text())
+    return found
+
+
+def scale(bench: Bench, settings: Settings) -> dict[str, Any]:
+    supported, note = bench.campus_processes(2)
+    specs = [Spec("campus-redis-x1", "campus", "redis", 1)]
+    if supported:
+        specs.append(Spec("campus-redis-x2", "campus", "redis", 2))
+    specs += [
+        Spec("express-redis-x1", "express", "redis", 1),
+        Spec("express-redis-x2", "express", "redis", 2),
+    ]
+    targets = interleaved(bench, specs, settings, pinned=False, label="scale")
+    return {
+        "campus_processes": {"supported": supported, "note": note},
+        "pinning": "none: servers, wrk and redis-server share both CPUs",
+        "targets": {t.spec.name: t.summary() for t in targets},
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"load average before/after: {report['load_average']}")
+    print(table(report["per_core"]))
+    costs = report["campus_redis_commands_per_route"]
+    print("campus Redis commands per route: " + ", ".join(f"{k} {v:.2f}" for k, v in costs.items()))
+    for goal in report["goals"]:
+        value = goal["value"]
+        shown = "-" if value is None else f"{value:.2f}"
+        verdict = "met" if goal["met"] else f"MISSED ({goal['gap']})"
+        print(f"  {goal['goal']}: {shown} (target {goal['target']:.2f}) {verdict}")
+    if "scale" in report:
+        print(scale_table(report["scale"]))
+    if "stall" in report:
+        print(stall.describe(report["stall"]))
+    if "memory" in report:
+        print(memory.describe(report["memory"]))
+    if "instructions" in report:
+        print(instructions.describe(report["instructions"]))
+    if "profile" in report:
+        for name, found in report["profile"].items():
+            print(
+                f"profile {name}: " + ", ".join(f"{k} {v:.0%}" for k, v in found["areas"].items())
+            )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,13 @@
 // the article's secret has a comma in it; the first signs, all verify — express-session's
 // rotation), PREFIX (connect-redis key prefix, default "sess:"), PORT (default 0: any free
 // port). Prints "listening on PORT" once ready.
+//
+// For the benchmark (bench/run.py): STORE=memory keeps sessions in express-session's own
+// MemoryStore (no Redis at all); WORKERS=N (N > 1) runs N processes sharing the port through
+// node's cluster module, and prints "listening on PORT" once every worker listens.
 "use strict";
 
+const cluster = require("node:cluster");
 const express = require("express");
 const session = require("express-session");
 const { RedisStore } = require("connect-redis");
@@ -22,16 +27,23 @@ const appUsers = {
   },
 };
 
-async function main() {
+async function sessionStore() {
+  if (process.env.STORE === "memory") return { store: undefined, close: async () => {} };
   const client = createClient({ url: process.env.REDIS_URL });
   client.on("error", (err) => console.error("redis:", err.message));
   await client.connect();
+  const store = new RedisStore({ client, prefix: process.env.PREFIX || "sess:" });
+  return { store, close: () => client.quit() };
+}
+
+async function main() {
+  const { store, close } = await sessionStore();
 
   const app = express();
   app.use(express.json());
   app.use(
     session({
-      store: new RedisStore({ client, prefix: process.env.PREFIX || "sess:" }),
+      store, // undefined: express-session's MemoryStore
       secret: JSON.parse(process.env.SECRETS || '["Shh, its a secret!"]'),
       resave: false,
       saveUninitialized: true, // as in the article: every visitor gets a record
@@ -70,14 +82,47 @@ async function main() {
   });
 
   const server = app.listen(Number(process.env.PORT || 0), "127.0.0.1", () => {
-    console.log(`listening on ${server.address().port}`);
+    if (cluster.isPrimary) console.log(`listening on ${server.address().port}`);
   });
-  const stop = () => server.close(() => client.quit().finally(() => process.exit(0)));
+  const stop = () => server.close(() => close().finally(() => process.exit(0)));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+// The primary of a cluster serves nothing: it forks the workers (which share its port), says
+// "listening" once all of them are, and passes SIGTERM/SIGINT on.
+function primary(workers) {
+  let listening = 0;
+  let stopping = false;
+  for (let i = 0; i < workers; i += 1) cluster.fork();
+  cluster.on("listening", (worker, address) => {
+    listening += 1;
+    if (listening === workers) console.log(`listening on ${address.port}`);
+  });
+  cluster.on("exit", (worker, code) => {
+    if (code !== 0 && !stopping) {
+      console.error(`worker ${worker.process.pid} exited with ${code}`);
+      process.exit(1);
+    }
+  });
+  const stop = () => {
+    stopping = true;
+    for (const worker of Object.values(cluster.workers)) worker.process.kill("SIGTERM");
+    cluster.on("exit", () => {
+      if (Object.keys(cluster.workers).length === 0) process.exit(0);
+    });
+    setTimeout(() => process.exit(1), 10000).unref();
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+const workers = Number(process.env.WORKERS || 1);
+if (workers > 1 && cluster.isPrimary) {
+  primary(workers);
+} else {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
