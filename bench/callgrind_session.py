@@ -28,6 +28,7 @@ import tornado.web
 from tornado.concurrent import Future
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine, ResponseStartLine
 
+import campus
 from campus.app import make_app
 from campus.config import Config, UsersConfig
 from campus.server import build_sessions
@@ -37,7 +38,8 @@ from campus.session.store import SessionRecord, new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.users import UserDirectory
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The checkout whose campus is imported (PYTHONPATH may point at another one).
+ROOT = Path(campus.__file__).resolve().parent.parent
 
 
 class StubConnection:
