@@ -119,10 +119,13 @@ class SessionMixin(RequestHandler):
             self._drop_session_cookie()
         elif pending is not None and pending.committed:
             pending.check_unchanged()  # committed early (flush, save_session): nested edits
-        if self._session_gate is None and not self._commit("finish()"):
-            return super().finish(chunk)  # nothing to store (most requests): no task, no waiting
         if chunk is not None:
             self.write(chunk)
+        if self._write_buffer and self._should_not_send_content(self._status_code):
+            # Tornado's own check, made before anything is stored (it would be a 500).
+            raise RuntimeError(f"Cannot send body with status code HTTP{self._status_code}")
+        if self._session_gate is None and not self._commit("finish()"):
+            return super().finish()  # nothing to store (most requests): no task, no waiting
         # Finished, as far as the handler can tell: write() raises and a later exception is
         # only logged, as in plain Tornado. The real finish() runs after the store write.
         self._finished = self._session_deferred = True
@@ -195,9 +198,15 @@ class SessionMixin(RequestHandler):
         if await gate:
             self._finished = self._session_deferred = False
             try:
-                await super().finish()
-            except Exception as exc:  # the client went away while we were storing
-                log.debug("response not delivered: %s", exc)
+                sent = super().finish()
+            except Exception as exc:  # e.g. a body with a 204: Tornado's own checks, a bug
+                self.log_exception(type(exc), exc, exc.__traceback__)
+                self.send_error(500, exc_info=(type(exc), exc, exc.__traceback__))
+            else:
+                try:
+                    await sent
+                except Exception as exc:  # the client went away while we were storing
+                    log.debug("response not delivered: %s", exc)
         future_set_result_unless_cancelled(done, None)
 
     async def _flush_after_store(self, gate: asyncio.Task[bool], include_footers: bool) -> None:

@@ -193,6 +193,13 @@ class NotJson(Handler):
         self.session["things"].append(object())  # slips past the assignment check
 
 
+class BodyWith204(Handler):
+    def get(self) -> None:
+        self.session["n"] = 1
+        self.set_status(204)
+        self.write("a body a 204 cannot have")
+
+
 class Destroy(Handler):
     def get(self) -> None:
         self.session.destroy()
@@ -223,6 +230,7 @@ ROUTES: list[Any] = [
     (r"/slow", Slow),
     (r"/long-poll", LongPoll),
     (r"/not-json", NotJson),
+    (r"/body-with-204", BodyWith204),
     (r"/destroy", Destroy),
     (r"/regenerate", Regenerate),
 ]
@@ -462,6 +470,14 @@ async def test_a_value_json_cannot_hold_is_a_500_storing_nothing(
     client: Client, store: Recording
 ) -> None:
     response = await asyncio.wait_for(client.get("/not-json"), 5)
+    assert response.code == 500 and "Set-Cookie" not in response.headers
+    assert store.writes == []
+
+
+async def test_a_body_tornado_refuses_is_a_500_storing_nothing(
+    client: Client, store: Recording
+) -> None:
+    response = await asyncio.wait_for(client.get("/body-with-204"), 5)
     assert response.code == 500 and "Set-Cookie" not in response.headers
     assert store.writes == []
 
