@@ -5,15 +5,16 @@ handed to the Application, so what is counted is routing, the handler and the se
 Run under callgrind twice with different counts; the difference divided by the extra requests
 is the cost of one request, free of start-up:
 
-    for n in 200 2200; do
-      valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        python bench/callgrind_session.py $n campus 2>&1 | grep -E 'Collected'
+    PY=$(python3 -c 'import sys; print(sys.executable)')   # the real binary, not a shim
+    for n in 200 1200; do
+      PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        $PY bench/callgrind_session.py $n campus 2>&1 | grep -E 'Collected'
     done
 
-The second argument picks the app: ``campus`` (its ``GET /api/me``), ``bare`` (a
-``SessionMixin`` on a plain ``RequestHandler``) or ``both``.
-
-Run it with ``PYTHONPATH`` pointing at a checkout to compare two versions of the layer.
+A fixed ``PYTHONHASHSEED`` matters: with random hashing the count per request moved by a
+third between runs. The second argument picks the app: ``campus`` (its ``GET /api/me``),
+``bare`` (a ``SessionMixin`` on a plain ``RequestHandler``) or ``both``. Point
+``PYTHONPATH`` at another checkout to measure its session layer instead.
 """
 
 from __future__ import annotations

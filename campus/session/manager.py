@@ -89,7 +89,8 @@ class SessionManager:
         self.signer = CookieSigner([secrets] if isinstance(secrets, str) else secrets, clock=clock)
         self.cookie = cookie if cookie is not None else CookiePolicy()
         #: The cookie's Max-Age: the policy's own, else the idle timeout.
-        self.cookie_max_age = self.cookie.max_age or idle_timeout
+        max_age = self.cookie.max_age
+        self.cookie_max_age = idle_timeout if max_age is None else max_age
         self.policy = SessionPolicy(idle_timeout, absolute_timeout, rolling, save_uninitialized)
         self.user_of = user_of
         self.clock = clock
@@ -177,6 +178,7 @@ class PendingSession:
 
     @property
     def committed(self) -> bool:
+        """Whether :meth:`commit` (or :meth:`abandon`) ran: nothing is left to decide."""
         return self._committed
 
     def commit(self, when: str) -> Commit:

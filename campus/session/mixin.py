@@ -105,8 +105,15 @@ class SessionMixin(RequestHandler):
     # -- the output funnel -------------------------------------------------------------------
 
     def flush(self, include_footers: bool = False) -> Future[None]:
-        if self._session_gate is None and (self._headers_written or not self._commit("flush()")):
-            return super().flush(include_footers)
+        if self._session_gate is None:
+            pending = self._session_pending
+            if (
+                pending is None
+                or pending.committed  # e.g. finish() calling flush(): nothing left to do
+                or self._headers_written
+                or not self._commit("flush()")
+            ):
+                return super().flush(include_footers)
         assert self._session_gate is not None
         return self._spawn(self._flush_after_store(self._session_gate, include_footers))
 
@@ -114,8 +121,7 @@ class SessionMixin(RequestHandler):
         if self._finished:
             raise RuntimeError("finish() called twice")
         pending = self._session_pending
-        failed = self.get_status() >= 500
-        if failed:
+        if self._status_code >= 500:
             self._drop_session_cookie()
         elif pending is not None and pending.committed:
             pending.check_unchanged()  # committed early (flush, save_session): nested edits
