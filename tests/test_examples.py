@@ -178,3 +178,9 @@ def test_the_wheel_runs_an_example_from_a_fresh_virtualenv(tmp_path: Path) -> No
     assert where[0].startswith(str(venv)) and where[1] == __version__
     with serving(python, elsewhere / "cart.py", cwd=elsewhere) as base_url:
         check_cart(base_url)
+    # The installed package's types reach an application's mypy (py.typed): no import-untyped,
+    # no "cannot subclass SessionMixin (has type Any)".
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--python-executable", python]
+    mypy += ["--cache-dir", str(tmp_path / "mypy-cache"), "cart.py"]
+    checked = subprocess.run(mypy, cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout
