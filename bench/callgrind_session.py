@@ -12,9 +12,9 @@ is the cost of one request, free of start-up:
     done
 
 Fix ``PYTHONHASHSEED``: without it, two runs of the same code once differed by a third per
-request; with it, repeated runs agree to 0.01%. The second argument picks the app: ``campus`` (its ``GET /api/me``),
-``bare`` (a ``SessionMixin`` on a plain ``RequestHandler``) or ``both``. Point
-``PYTHONPATH`` at another checkout to measure its session layer instead.
+request; with it, repeated runs agree within 0.3%. The second argument picks the app:
+``campus`` (its ``GET /api/me``), ``bare`` (a ``SessionMixin`` on a plain ``RequestHandler``)
+or ``both``. Point ``PYTHONPATH`` at another checkout to measure its session layer instead.
 """
 
 from __future__ import annotations
