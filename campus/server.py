@@ -28,7 +28,7 @@ from campus.express import ExpressSessions
 from campus.inflight import InFlight
 from campus.sdnotify import notify
 from campus.services import Services
-from campus.session import CookiePolicy, CookieSigner, SessionManager, SessionPolicy
+from campus.session import CookiePolicy, SessionManager
 from campus.session.store import Clock, SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
@@ -65,19 +65,21 @@ def build_sessions(
     session = config.session
     cookie = CookiePolicy(
         name=session.cookie_name,
-        max_age=session.idle_timeout,
         domain=session.domain,
         same_site=session.same_site,
         secure=None if session.secure == "auto" else session.secure,
     )
-    policy = SessionPolicy(
+    return SessionManager(
+        store,
+        secrets=session.secret,
         idle_timeout=session.idle_timeout,
         absolute_timeout=session.absolute_timeout,
         rolling=session.rolling,
         save_uninitialized=session.save_uninitialized,
+        cookie=cookie,
+        user_of=session_user,
+        clock=clock,
     )
-    signer = CookieSigner(session.secret, clock=clock)
-    return SessionManager(store, signer, cookie, policy, user_of=session_user, clock=clock)
 
 
 def build_express(

@@ -1,10 +1,20 @@
-"""A server-side session layer for Tornado. It imports nothing else from campus."""
+"""A server-side session layer for Tornado. It imports nothing else from campus.
+
+    store = MemoryStore(max_sessions=100_000)
+    sessions = SessionManager(store, secrets=["at least 32 characters, from config"])
+    app = tornado.web.Application(routes, session_manager=sessions)
+
+and mix :class:`SessionMixin` into a ``RequestHandler``: ``self.session`` is loaded before
+the handler runs and stored, when it changed, before the response goes out.
+"""
 
 from campus.session.cookie import CookiePolicy, CookieSigner
 from campus.session.manager import SessionManager, SessionPolicy
 from campus.session.mixin import SessionMixin
 from campus.session.session import Session
 from campus.session.store import SessionStore, StoreUnavailable
+
+__version__ = "0.2.0"
 
 __all__ = [
     "CookiePolicy",
@@ -15,4 +25,5 @@ __all__ = [
     "SessionPolicy",
     "SessionStore",
     "StoreUnavailable",
+    "__version__",
 ]

@@ -28,30 +28,35 @@ MAX_COOKIE_LENGTH = 512
 VERIFIED_CACHE_SIZE = 4096
 
 
-def cookie_from_header(header: str | None, name: str) -> str | None:
-    """The value of cookie *name* in a ``Cookie`` header (the first one), unquoted.
+def cookie_from_headers(headers: Sequence[str], name: str) -> str | None:
+    """The value of cookie *name* in a request's ``Cookie`` headers (the first found), unquoted.
 
-    Tornado's ``get_cookie`` parses every cookie of the header on each request; the session
-    cookie is the only one we need, and anything unusual in it fails verification anyway.
+    A client may send several ``Cookie`` headers (HTTP/2 proxies split them, one per cookie);
+    Tornado joins repeated headers with ",", which is not a cookie separator, so each header
+    is read on its own (``request.headers.get_list("Cookie")``). Tornado's ``get_cookie``
+    parses every cookie on each request; the session cookie is the only one we need, and
+    anything unusual in it fails verification anyway.
     """
-    if not header or name not in header:
-        return None
-    for part in header.split(";"):
-        key, sep, value = part.partition("=")
-        if sep and key.strip() == name:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            return value
+    for header in headers:
+        if name not in header:
+            continue
+        for part in header.split(";"):
+            key, sep, value = part.partition("=")
+            if sep and key.strip() == name:
+                value = value.strip()
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                return value
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class CookiePolicy:
-    """The session cookie's attributes. ``secure=None`` means: follow the request's scheme."""
+    """The session cookie's attributes. ``secure=None`` means: follow the request's scheme;
+    ``max_age=None``: follow the session's idle timeout."""
 
     name: str = "campus.sid"
-    max_age: int = 1800
+    max_age: int | None = None
     path: str = "/"
     domain: str = ""
     same_site: Literal["strict", "lax", "none"] = "lax"
