@@ -12,6 +12,7 @@ from tornado.web import HTTPError, stream_request_body
 
 from campus.handlers.base import ApiError, BaseHandler
 from campus.session import SessionMixin, StoreUnavailable
+from campus.session.cookie import cookie_from_headers
 from campus.signin import SIGN_IN, sign_in_record
 from campus.throttle import LoginThrottle, Throttled
 from campus.users import MAX_EMAIL, MAX_PASSWORD
@@ -53,7 +54,8 @@ class SessionHandler(SessionMixin, BaseHandler):
         express = self.services.express
         if express is None:
             return None
-        sid = express.verify(self.get_cookie(express.cookie_name))
+        cookies = self.request.headers.get_list("Cookie")  # one header or several (HTTP/2)
+        sid = express.verify(cookie_from_headers(cookies, express.cookie_name))
         if sid is None:
             return None
         fields = await express.claim(sid)  # may raise StoreUnavailable
