@@ -9,11 +9,13 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 
-from campus.accesslog import log_request
+from campus.accesslog import RequestLog
 from campus.handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from campus.handlers.base import NotFoundHandler
 from campus.handlers.health import HealthHandler
+from campus.handlers.metrics import MetricsHandler
 from campus.handlers.spa import FrontendHandler
+from campus.requestid import Application
 from campus.services import Services
 
 
@@ -37,16 +39,26 @@ class MethodPath(PathMatches):
 def make_app(services: Services, *, root: str = ".", **settings: Any) -> tornado.web.Application:
     """The Tornado application; *root* holds static/ and dist/."""
     roots = [os.path.join(root, "static"), os.path.join(root, "dist")]
-    settings.setdefault("log_function", log_request)
     rules: list[Any] = [
         Rule(MethodPath("/login", exclude={"GET", "HEAD"}), LoginHandler),
         (r"/logout", LogoutHandler),
         (r"/api/me", MeHandler),
         (r"/api/.*", NotFoundHandler),
         (r"/healthz", HealthHandler),
+        (r"/metrics", MetricsHandler),
         (r"/(.*)", FrontendHandler, {"roots": roots}),
     ]
-    return tornado.web.Application(
+    config = services.config
+    settings.setdefault(
+        "log_function",
+        RequestLog(
+            access=config.log.access,
+            trust_proxy=config.server.trust_proxy,
+            metrics=services.metrics,
+            routes=route_labels(rules),
+        ),
+    )
+    return Application(
         rules,
         services=services,
         session_manager=services.sessions,
@@ -54,5 +66,20 @@ def make_app(services: Services, *, root: str = ".", **settings: Any) -> tornado
         # Makes Tornado call check_xsrf_cookie() before prepare() on every unsafe method;
         # BaseHandler's checks Origin/Referer instead of a token cookie (a JSON API).
         xsrf_cookies=True,
+        metrics=services.metrics,
         **settings,
     )
+
+
+def route_labels(rules: list[Any]) -> dict[type[tornado.web.RequestHandler], str]:
+    """Each handler class's route pattern, the label its requests are counted under.
+
+    The first rule naming a class wins; NotFoundHandler answers paths that no route serves.
+    """
+    labels: dict[type[tornado.web.RequestHandler], str] = {NotFoundHandler: "(none)"}
+    for rule in rules:
+        matcher, target = (rule.matcher, rule.target) if isinstance(rule, Rule) else rule[:2]
+        if isinstance(matcher, PathMatches):
+            matcher = matcher.regex.pattern
+        labels.setdefault(target, str(matcher).removesuffix("$"))
+    return labels

@@ -1,0 +1,157 @@
+"""How log lines look: text (the default) or one JSON object per line, for every logger.
+
+Every record that reaches the root logger — ours, Tornado's, asyncio's, redis-py's — goes
+through one :class:`~campus.logwriter.LogWriter` with one of the formatters below, so the
+rules hold whoever logs:
+
+- A line is at most ``MAX_MESSAGE`` characters of message plus ``MAX_TRACEBACK`` of
+  traceback, whatever a client sent (Tornado once logged 60,145 characters of a request).
+- In text, control characters are escaped and a traceback's lines are indented, so no client
+  can forge a line; JSON needs neither.
+- The line names the request it belongs to (its id), when there is one.
+
+JSON schema (one object per line, keys always in this order; absent when not applicable):
+``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``, ``message``,
+``request_id``; access lines add ``method``, ``path``, ``status``, ``duration_ms``,
+``client``; a record with an exception adds ``exception`` (the traceback, its tail kept);
+a summary of repeated errors adds ``repeated`` (how many were left out).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from campus import requestid
+
+#: Characters of a message kept; the rest is cut and counted.
+MAX_MESSAGE = 2048
+#: Characters of a traceback kept: the end, where the error is.
+MAX_TRACEBACK = 4096
+
+#: C0 controls and DEL, escaped in text lines (tab kept).
+_CONTROLS = {i: f"\\x{i:02x}" for i in [*range(32), 127] if i != 9}
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def cut(text: str, limit: int) -> str:
+    """*text* with at most *limit* characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def cut_tail(text: str, limit: int) -> str:
+    """The last *limit* characters of a traceback, saying how much was cut before them."""
+    if len(text) <= limit:
+        return text
+    return f"[{len(text) - limit} characters cut]...{text[-limit:]}"
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """Structured fields a record carries (access lines set ``fields``)."""
+    fields: dict[str, Any] | None = getattr(record, "fields", None)
+    return fields or {}
+
+
+def request_id_of(record: logging.LogRecord) -> str | None:
+    """The record's request: set on it (access lines), else the one in whose context it was
+    logged (formatting happens synchronously in the logging call's own context)."""
+    if hasattr(record, "request_id"):  # set, even to None (a summary belongs to no request)
+        rid: str | None = record.request_id
+        return rid
+    return requestid.current.get()
+
+
+class _Base(logging.Formatter):
+    def message(self, record: logging.LogRecord) -> str:
+        try:
+            text = record.getMessage()
+        except Exception as exc:  # a bad format string must not lose the line
+            text = f"{record.msg!r} (unformattable: {exc})"
+        return cut(text, MAX_MESSAGE)
+
+    def traceback(self, record: logging.LogRecord) -> str | None:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        text = record.exc_text or ""
+        if record.stack_info:
+            text = f"{text}\n{record.stack_info}" if text else record.stack_info
+        return cut_tail(text, MAX_TRACEBACK) if text else None
+
+
+class TextFormatter(_Base):
+    """``2026-12-01 11:21:05,123 WARNING tornado.general [a1b2c3d4e5f60718]: message``"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        millis = int((record.created - second) * 1000)
+        rid = request_id_of(record)
+        where = f"{record.name} [{rid}]" if rid else record.name
+        text = self.message(record).translate(_CONTROLS)
+        line = f"{self._stamp},{millis:03d} {record.levelname} {where}: {text}"
+        traceback = self.traceback(record)
+        if traceback:
+            tail = traceback.translate(_CONTROLS | {10: "\n  "})
+            line = f"{line}\n  {tail}"
+        return line
+
+
+class JsonFormatter(_Base):
+    """One JSON object per record, on one line (the schema is in the module docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = record.created
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        entry: dict[str, Any] = {
+            "time": f"{stamp}.{int((created % 1) * 1000):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.message(record),
+        }
+        rid = request_id_of(record)
+        if rid:
+            entry["request_id"] = rid
+        entry.update(fields_of(record))
+        traceback = self.traceback(record)
+        if traceback:
+            entry["exception"] = traceback
+        return _ENCODER.encode(entry)
+
+
+def formatter(kind: str) -> logging.Formatter:
+    """The formatter for ``[log] format``: "text" or "json"."""
+    if kind == "json":
+        return JsonFormatter()
+    if kind == "text":
+        return TextFormatter()
+    raise ValueError(f"unknown log format {kind!r} (expected 'text' or 'json')")
+
+
+def configure(kind: str = "text", *, level: int = logging.INFO) -> logging.Handler:
+    """Send every logger's records through one :class:`LogWriter` on stderr, as *kind*.
+
+    Replaces a writer installed before (tests configure more than once), and nothing else:
+    handlers others added to the root logger (pytest's, for one) stay.
+    """
+    from campus.logwriter import LogWriter
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, LogWriter)]:
+        root.removeHandler(old)
+        old.close()
+    writer = LogWriter()
+    writer.setFormatter(formatter(kind))
+    root.addHandler(writer)
+    root.setLevel(level)
+    return writer
