@@ -71,7 +71,8 @@ class Metrics:
     """Every metric family of one process, in its own registry."""
 
     def __init__(self) -> None:
-        disable_created_metrics()  # no *_created series: nobody graphs them, each costs a line
+        # No *_created series: nobody graphs them, and each costs a line per series.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.directory = multiprocess_dir()
         self.registry = registry = CollectorRegistry(auto_describe=False)
         if self.directory is None:  # per-process numbers have no meaning summed
