@@ -271,3 +271,17 @@ def test_access_lines_can_be_turned_off() -> None:
     server.request("/api/me")
     output = server.stop()
     assert "campus.access" not in output and "listening on" in output
+
+
+def test_both_units_let_journald_keep_every_access_line() -> None:
+    """journald's default limit (10,000 lines per 30 s) would drop lines at ~330 requests/s."""
+    from tests.conftest import REPO
+
+    for unit in ("campus.service", "campus@.service"):
+        settings = dict(
+            line.split("=", 1)
+            for line in (REPO / "config" / unit).read_text().splitlines()
+            if line.startswith("LogRateLimit")
+        )
+        interval = float(settings["LogRateLimitIntervalSec"].removesuffix("s"))
+        assert int(settings["LogRateLimitBurst"]) / interval >= 5000, unit  # lines per second
