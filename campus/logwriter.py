@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -38,19 +39,25 @@ BURST = 5
 MAX_KEYS = 1024
 
 _Key = tuple[str, int, str, str]
+_NUMBERS = re.compile(r"\d+")
 
 
 def _key(record: logging.LogRecord) -> _Key:
-    """What makes two records "the same error": not their arguments (paths, addresses)."""
+    """What makes two records "the same error": not their arguments (paths, addresses).
+
+    An exception is known by its type and the line that raised it, whatever the message
+    says (asyncio builds its message with the socket in it); otherwise the message template
+    counts, with its numbers blanked (a descriptor, a port, a count).
+    """
     site = ""
     if record.exc_info and record.exc_info[1] is not None:
         exc, tb = record.exc_info[1], record.exc_info[2]
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
         where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else ""
-        site = f"{type(exc).__name__}@{where}"
+        return record.name, record.levelno, "", f"{type(exc).__name__}@{where}"
     template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
-    return record.name, record.levelno, template, site
+    return record.name, record.levelno, _NUMBERS.sub("#", template[:200]), site
 
 
 class _Window:

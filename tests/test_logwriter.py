@@ -285,3 +285,34 @@ def test_both_units_let_journald_keep_every_access_line() -> None:
         )
         interval = float(settings["LogRateLimitIntervalSec"].removesuffix("s"))
         assert int(settings["LogRateLimitBurst"]) / interval >= 5000, unit  # lines per second
+
+
+def test_asyncio_accept_errors_are_summarised_whatever_socket_they_name(
+    stream: CountingStream,
+) -> None:
+    """asyncio builds each message with the socket in it: still the same error."""
+    writer = LogWriter(stream)
+    writer.setFormatter(TextFormatter())
+    log = logging.getLogger("asyncio")
+    log.addHandler(writer)
+    try:
+
+        async def scenario() -> None:
+            loop = asyncio.get_running_loop()
+            for fd in range(100):
+                try:
+                    raise OSError(24, "Too many open files")
+                except OSError as exc:
+                    loop.call_exception_handler(
+                        {
+                            "message": "socket.accept() out of system resource",
+                            "exception": exc,
+                            "socket": f"<socket fd={fd} laddr=('127.0.0.1', {40000 + fd})>",
+                        }
+                    )
+
+        asyncio.run(scenario())
+    finally:
+        log.removeHandler(writer)
+    records = [line for line in stream.getvalue().splitlines() if line.startswith("20")]
+    assert len(records) == BURST, records
