@@ -8,15 +8,21 @@ Three variants of campus (memory store) run in interleaved rounds, each pinned t
     shipped     access lines on, metrics on (the defaults)
 
 It prints medians and the two ratios that matter: logged/quiet (what the access line costs)
-and shipped/logged (what metrics cost); both should stay at or above 0.95.
+and shipped/logged (what metrics cost); both should stay at or above 0.95. Beside req/s it
+reports the server's CPU time per request and its write() system calls per request (from
+/proc/PID/io: exact, whatever the neighbours do). On a busy machine req/s swings; then
+``--instructions`` runs each variant once under valgrind's callgrind and counts the
+server's instructions per request over 2,000 requests (user space only, immune to noise).
 
     python bench/logcost.py                       # 5 rounds of 5 s
+    python bench/logcost.py --instructions        # instructions per request, ~5 minutes
     python bench/logcost.py --rounds 3 --checkout /tmp/old   # another checkout (before/after)
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -25,10 +31,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
+
+import argon2
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = {"email": "demo@campus.test", "password": "campus-demo"}
@@ -50,11 +59,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def login(port: int) -> str:
+def write_calls(pid: int) -> int:
+    """write()-family system calls the process made so far (sends on sockets not included)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    return 0
+
+
+def login(port: int, timeout: float = 10) -> str:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/login", data=json.dumps(DEMO).encode(), method="POST"
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return str(response.headers["Set-Cookie"].split(";", 1)[0])
 
 
@@ -103,14 +120,79 @@ def measure(checkout: Path, variant: str, seconds: int) -> dict[str, float]:
                     raise
                 time.sleep(0.05)
         wrk(port, cookie, 1)  # warm-up
-        before = cpu_seconds(process.pid)
+        before, writes = cpu_seconds(process.pid), write_calls(process.pid)
         rps, total = wrk(port, cookie, seconds)
         cpu_us = (cpu_seconds(process.pid) - before) * 1e6 / total
+        writes_per_request = (write_calls(process.pid) - writes) / total
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(20)
         reader.join(10)
-    return {"rps": rps, "cpu_us": cpu_us, "lines": lines[0]}
+    return {"rps": rps, "cpu_us": cpu_us, "writes": writes_per_request, "lines": lines[0]}
+
+
+def instructions(checkout: Path, variant: str, requests: int = 2000) -> float:
+    """Instructions the server runs per GET /api/me, counted by callgrind after a warm-up."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
+    env |= {"PYTHONPATH": str(checkout), **VARIANTS[variant]}
+    # The demo's real Argon2 parameters take minutes under valgrind: the same account, cheap.
+    users = Path(tempfile.mkdtemp(prefix="campus-logcost-")) / "users.json"
+    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    record = {"email": DEMO["email"], "name": "Demo", "password_hash": cheap.hash(DEMO["password"])}
+    users.write_text(json.dumps([record]))
+    env["CAMPUS_USERS_FILE"] = str(users)
+    out = Path(f"/tmp/campus-logcost-{os.getpid()}-{variant}.callgrind")
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    process = subprocess.Popen(
+        [*command, sys.executable, "-m", "campus", "--port", str(port)],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                cookie = login(port, timeout=120)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Cookie": cookie}
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                connection.request("GET", "/api/me", headers=headers)
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+
+        run(300)  # warm-up
+        subprocess.run(
+            ["callgrind_control", "-z", str(process.pid)], check=True, capture_output=True
+        )
+        run(requests)
+        subprocess.run(
+            ["callgrind_control", "-d", str(process.pid)], check=True, capture_output=True
+        )
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(120)
+    dumps = sorted(out.parent.glob(out.name + "*"))
+    totals = []
+    for dump in dumps:
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                totals.append(int(line.split()[1]))
+                break
+        dump.unlink()
+    # The dump after the zeroing holds the measured requests (and nothing of start-up).
+    return min(totals) / requests
 
 
 def main() -> int:
@@ -119,23 +201,35 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the campus checkout to run")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--instructions", action="store_true", help="callgrind, not wrk")
     args = parser.parse_args()
-    os.sched_setaffinity(0, {1})  # this script and its pipe reader stay off the server's CPU
     names = args.variants.split(",")
+    if args.instructions:
+        counts = {name: instructions(args.checkout, name) for name in names}
+        print(f"checkout: {args.checkout}")
+        for name, count in counts.items():
+            print(f"{name:<10}{count:>12,.0f} instructions per request")
+        for a, b, what in (("logged", "quiet", "access log"), ("shipped", "logged", "metrics")):
+            if a in counts and b in counts:
+                print(f"{what}: {b}/{a} = {counts[b] / counts[a]:.3f} (instructions)")
+        return 0
+    os.sched_setaffinity(0, {1})  # this script and its pipe reader stay off the server's CPU
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for round_ in range(args.rounds):
         for name in names:
             samples[name].append(measure(args.checkout, name, args.duration))
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    keys = ("rps", "cpu_us", "writes")
     medians = {
-        name: {key: statistics.median(s[key] for s in runs) for key in ("rps", "cpu_us")}
+        name: {key: statistics.median(s[key] for s in runs) for key in keys}
         for name, runs in samples.items()
     }
     print(f"checkout: {args.checkout}")
-    print(f"{'variant':<10}{'req/s':>9}{'CPU us/req':>12}  rounds (req/s)")
+    print(f"{'variant':<10}{'req/s':>9}{'CPU us/req':>12}{'writes/req':>12}  rounds (req/s)")
     for name, median in medians.items():
         rounds = " ".join(f"{s['rps']:.0f}" for s in samples[name])
-        print(f"{name:<10}{median['rps']:>9.0f}{median['cpu_us']:>12.0f}  {rounds}")
+        row = f"{median['rps']:>9.0f}{median['cpu_us']:>12.0f}{median['writes']:>12.3f}"
+        print(f"{name:<10}{row}  {rounds}")
     for a, b, what in (("logged", "quiet", "access log"), ("shipped", "logged", "metrics")):
         if a in medians and b in medians:
             ratio = medians[a]["rps"] / medians[b]["rps"]

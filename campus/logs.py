@@ -31,9 +31,14 @@ MAX_MESSAGE = 2048
 #: Characters of a traceback kept: the end, where the error is.
 MAX_TRACEBACK = 4096
 
-#: C0 controls and DEL, escaped in text lines (tab kept).
+#: The longest JSON line: a message and a traceback full of escapes are cut further.
+MAX_LINE = 8192
+
+#: C0 controls and DEL, escaped in text lines (tab kept); a traceback keeps its line breaks,
+#: each followed by an indent, so that only a real record starts a line.
 _CONTROLS = {i: f"\\x{i:02x}" for i in [*range(32), 127] if i != 9}
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_TRACEBACK_CONTROLS = _CONTROLS | {10: "\n  "}
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def cut(text: str, limit: int) -> str:
@@ -67,19 +72,19 @@ def request_id_of(record: logging.LogRecord) -> str | None:
 
 class _Base(logging.Formatter):
     def message(self, record: logging.LogRecord) -> str:
+        """The whole message; formatters escape it (text) and then cut it."""
         try:
-            text = record.getMessage()
+            return record.getMessage()
         except Exception as exc:  # a bad format string must not lose the line
-            text = f"{record.msg!r} (unformattable: {exc})"
-        return cut(text, MAX_MESSAGE)
+            return f"{record.msg!r} (unformattable: {exc})"
 
-    def traceback(self, record: logging.LogRecord) -> str | None:
+    def traceback(self, record: logging.LogRecord) -> str:
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         text = record.exc_text or ""
         if record.stack_info:
             text = f"{text}\n{record.stack_info}" if text else record.stack_info
-        return cut_tail(text, MAX_TRACEBACK) if text else None
+        return text
 
 
 class TextFormatter(_Base):
@@ -98,11 +103,11 @@ class TextFormatter(_Base):
         millis = int((record.created - second) * 1000)
         rid = request_id_of(record)
         where = f"{record.name} [{rid}]" if rid else record.name
-        text = self.message(record).translate(_CONTROLS)
+        text = cut(self.message(record).translate(_CONTROLS), MAX_MESSAGE)
         line = f"{self._stamp},{millis:03d} {record.levelname} {where}: {text}"
         traceback = self.traceback(record)
-        if traceback:
-            tail = traceback.translate(_CONTROLS | {10: "\n  "})
+        if traceback:  # escaped first, then cut: escapes cannot stretch it past the cap
+            tail = cut_tail(traceback.translate(_TRACEBACK_CONTROLS), MAX_TRACEBACK)
             line = f"{line}\n  {tail}"
         return line
 
@@ -113,11 +118,12 @@ class JsonFormatter(_Base):
     def format(self, record: logging.LogRecord) -> str:
         created = record.created
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        message = self.message(record)
         entry: dict[str, Any] = {
             "time": f"{stamp}.{int((created % 1) * 1000):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": self.message(record),
+            "message": cut(message, MAX_MESSAGE),
         }
         rid = request_id_of(record)
         if rid:
@@ -125,8 +131,14 @@ class JsonFormatter(_Base):
         entry.update(fields_of(record))
         traceback = self.traceback(record)
         if traceback:
-            entry["exception"] = traceback
-        return _ENCODER.encode(entry)
+            entry["exception"] = cut_tail(traceback, MAX_TRACEBACK)
+        line = _ENCODER.encode(entry)
+        if len(line) > MAX_LINE:  # escapes (\u0001 is six characters) stretched it: cut more
+            entry["message"] = cut(message, MAX_MESSAGE // 8)
+            if traceback:
+                entry["exception"] = cut_tail(traceback, MAX_TRACEBACK // 8)
+            line = _ENCODER.encode(entry)
+        return line
 
 
 def formatter(kind: str) -> logging.Formatter:

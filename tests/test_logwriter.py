@@ -316,3 +316,19 @@ def test_asyncio_accept_errors_are_summarised_whatever_socket_they_name(
         log.removeHandler(writer)
     records = [line for line in stream.getvalue().splitlines() if line.startswith("20")]
     assert len(records) == BURST, records
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+@pytest.mark.parametrize("char", ["a", "\x01", "ü", "\U0001f600", "\n", '"'])
+def test_no_character_makes_a_line_long(formatter: logging.Formatter, char: str) -> None:
+    """Escapes grow text (\\x01 is 4 characters in text, 6 in JSON): the cap holds after them."""
+    record = logging.LogRecord("campus", logging.ERROR, "", 0, "%s", (char * 100_000,), None)
+    try:
+        raise ValueError(char * 100_000)
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    text = formatter.format(record)
+    assert all(len(line) <= LINE_LIMIT for line in text.splitlines())
+    assert len(text) <= 2 * LINE_LIMIT
