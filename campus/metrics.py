@@ -16,15 +16,18 @@ bounded (routes by their pattern, methods from a fixed list, store operations by
 - The process collector: ``campus_process_*`` (CPU, memory, descriptors) in one-process mode.
 
 Several processes behind one port (``[server] processes``) share a directory of memory-mapped
-files (prometheus-client's multiprocess mode, :func:`use_multiprocess`): any worker answering
-a scrape reports the sums over all of them.
+files (prometheus-client's multiprocess mode: the parent calls :func:`share_between_processes`
+before forking): any worker answering a scrape reports the sums over all of them.
 """
 
 from __future__ import annotations
 
+import atexit
 import glob
 import inspect
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
@@ -61,6 +64,22 @@ def use_multiprocess(directory: str) -> None:
     """
     os.environ[_MULTIPROC_ENV] = directory
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def share_between_processes() -> str:
+    """Multiprocess mode in a fresh temporary directory, removed when this process exits
+    (not when a forked worker does). For the parent of ``[server] processes = N``, before
+    it forks; returns the directory."""
+    directory = tempfile.mkdtemp(prefix="campus-metrics-")
+    parent = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == parent:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    atexit.register(remove)
+    use_multiprocess(directory)
+    return directory
 
 
 def multiprocess_dir() -> str | None:

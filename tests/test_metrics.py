@@ -245,13 +245,14 @@ async def test_the_store_proxy_times_any_coroutine_method_and_passes_the_rest() 
     assert 'campus_store_failures_total{operation="ping",store="custom"} 1.0' in text
 
 
-def test_several_processes_share_their_counts(tmp_path: Path) -> None:
+def test_several_processes_share_their_counts() -> None:
     """Multiprocess mode: any worker answering a scrape reports every worker's requests."""
     script = textwrap.dedent(
-        f"""
+        """
         import os, sys
-        from campus.metrics import Metrics, use_multiprocess
-        use_multiprocess({str(tmp_path)!r})
+        from campus.metrics import Metrics, share_between_processes
+        directory = share_between_processes()
+        print(directory)
         children = []
         for n in (1, 2):
             pid = os.fork()
@@ -272,6 +273,8 @@ def test_several_processes_share_their_counts(tmp_path: Path) -> None:
     ).stdout
     assert 'campus_http_requests_total{method="GET",route="/api/me",status="200"} 30.0' in output
     assert "campus_http_requests_in_flight 0.0" in output  # both exited: their gauges dropped
+    assert "campus_process_" not in output  # one process's numbers mean nothing summed
+    assert not Path(output.splitlines()[0]).exists()  # removed when the parent exited
 
 
 @pytest.fixture
