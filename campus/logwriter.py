@@ -127,6 +127,13 @@ class LogWriter(logging.Handler):
         with self.lock:  # type: ignore[union-attr]
             self._write()
 
+    def close(self) -> None:
+        """At exit (``logging.shutdown``): pending summaries and lines go out too."""
+        with self.lock:  # type: ignore[union-attr]
+            self._summarise(final=True)
+            self._write()
+        super().close()
+
     # -- internals (under self.lock) -----------------------------------------------------
     def _add(self, line: str) -> None:
         self._lines.append(line)

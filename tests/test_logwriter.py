@@ -186,12 +186,16 @@ def test_logging_shutdown_writes_what_is_buffered(stream: CountingStream) -> Non
 
     async def scenario() -> None:
         writer.attach(asyncio.get_running_loop())
+        for n in range(BURST + 3):  # and a summary still waiting for its window's end
+            writer.handle(logging.LogRecord("campus", logging.ERROR, "", 0, "e %d", (n,), None))
         writer.handle(logging.LogRecord("campus", logging.INFO, "", 0, "buffered", (), None))
 
-    asyncio.run(scenario())  # the loop is gone with the line still in the buffer
+    asyncio.run(scenario())  # the loop is gone with the lines still in the buffer
     assert stream.getvalue() == ""
     logging.shutdown([lambda: writer])  # type: ignore[list-item]  # what runs at exit
-    assert stream.getvalue().endswith("buffered\n")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == BURST + 2 and lines[BURST].endswith("buffered")
+    assert lines[-1].endswith(f"3 more like this in {WINDOW:.0f}s, not logged: e 0")
 
 
 # -- a real process ------------------------------------------------------------------------
