@@ -61,12 +61,14 @@ def _key(record: logging.LogRecord) -> _Key:
 
 
 class _Window:
-    __slots__ = ("count", "first", "start")
+    __slots__ = ("count", "level", "message", "name", "start")
 
     def __init__(self, start: float, first: logging.LogRecord) -> None:
         self.start = start
         self.count = 1
-        self.first = first  # the record the summary repeats
+        # What the summary repeats; not the record itself, whose traceback holds frames.
+        self.name, self.level = first.name, first.levelno
+        self.message = _message(first)[:300]
 
 
 class LogWriter(logging.Handler):
@@ -206,14 +208,13 @@ class LogWriter(logging.Handler):
         left_out = window.count - BURST
         if left_out <= 0:
             return
-        first = window.first
         summary = logging.LogRecord(
-            first.name,
-            first.levelno,
-            first.pathname,
-            first.lineno,
+            window.name,
+            window.level,
+            __file__,
+            0,
             "%d more like this in %.0fs, not logged: %s",
-            (left_out, WINDOW, _message(first)),
+            (left_out, WINDOW, window.message),
             None,
         )
         summary.request_id = None

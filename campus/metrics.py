@@ -150,11 +150,13 @@ class Metrics:
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request (the hot path: labelled children are cached)."""
+        if method not in METHODS:  # a client may send any token: one key for them all
+            method = "other"
         key = (route, method, status)
         children = self._children.get(key)
         if children is None:
-            label = method if method in METHODS else "other"
-            children = (self.requests.labels(route, label, str(status)), self.latency.labels(route))
+            counter = self.requests.labels(route, method, str(status))
+            children = (counter, self.latency.labels(route))
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
