@@ -202,10 +202,11 @@ def main() -> int:
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the campus checkout to run")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--instructions", action="store_true", help="callgrind, not wrk")
+    parser.add_argument("--requests", type=int, default=2000, help="measured, with --instructions")
     args = parser.parse_args()
     names = args.variants.split(",")
     if args.instructions:
-        counts = {name: instructions(args.checkout, name) for name in names}
+        counts = {name: instructions(args.checkout, name, args.requests) for name in names}
         print(f"checkout: {args.checkout}")
         for name, count in counts.items():
             print(f"{name:<10}{count:>12,.0f} instructions per request")
