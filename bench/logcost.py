@@ -60,6 +60,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cheap_users() -> Path:
+    """The demo account with cheap Argon2 parameters: the real ones (64 MiB, niced threads)
+    take seconds on a busy machine and minutes under valgrind, and logins are not measured."""
+    users = Path(tempfile.mkdtemp(prefix="campus-logcost-")) / "users.json"
+    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    record = {"email": DEMO["email"], "name": "Demo", "password_hash": cheap.hash(DEMO["password"])}
+    users.write_text(json.dumps([record]))
+    return users
+
+
 def write_calls(pid: int) -> int:
     """write()-family system calls the process made so far (sends on sockets not included)."""
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
@@ -93,7 +103,8 @@ def measure(checkout: Path, variant: str, seconds: int) -> dict[str, float]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
     env |= {"PYTHONPATH": str(checkout), **VARIANTS[variant]}
-    env["CAMPUS_USERS_FILE"] = str(checkout / "config" / "users.dev.json")
+    users = cheap_users()
+    env["CAMPUS_USERS_FILE"] = str(users)
     process = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "campus", "--port", str(port)],
         cwd=checkout,
@@ -129,6 +140,7 @@ def measure(checkout: Path, variant: str, seconds: int) -> dict[str, float]:
         process.send_signal(signal.SIGTERM)
         process.wait(20)
         reader.join(10)
+        shutil.rmtree(users.parent, ignore_errors=True)
     return {"rps": rps, "cpu_us": cpu_us, "writes": writes_per_request, "lines": lines[0]}
 
 
@@ -137,11 +149,7 @@ def instructions(checkout: Path, variant: str, requests: int = 2000) -> float:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
     env |= {"PYTHONPATH": str(checkout), **VARIANTS[variant]}
-    # The demo's real Argon2 parameters take minutes under valgrind: the same account, cheap.
-    users = Path(tempfile.mkdtemp(prefix="campus-logcost-")) / "users.json"
-    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    record = {"email": DEMO["email"], "name": "Demo", "password_hash": cheap.hash(DEMO["password"])}
-    users.write_text(json.dumps([record]))
+    users = cheap_users()
     env["CAMPUS_USERS_FILE"] = str(users)
     out = Path(f"/tmp/campus-logcost-{os.getpid()}-{variant}.callgrind")
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
