@@ -154,7 +154,7 @@ def serve(config: Config) -> int:
         print(f"campus: {exc}", file=sys.stderr)
         return 1
     try:
-        return asyncio.run(_serve(services))
+        return asyncio.run(_serve_logged(services))
     except OSError as exc:  # e.g. the port is taken
         print(
             f"campus: cannot listen on {config.server.host}:{config.server.port}: {exc}",
@@ -163,13 +163,13 @@ def serve(config: Config) -> int:
         return 1
 
 
-async def _serve(services: Services) -> int:
+async def _serve_logged(services: Services) -> int:
     # Log lines are batched while the loop runs; all of them are out before it ends.
     with batched_logs(asyncio.get_running_loop()):
-        return await _run(services)
+        return await _serve(services)
 
 
-async def _run(services: Services) -> int:
+async def _serve(services: Services) -> int:
     config, store = services.config, unwrap(services.sessions.store)
     if config.production and store.name == "memory":
         log.warning(
