@@ -13,7 +13,10 @@ writer (:mod:`campus.logwriter`), which writes many lines with one system call.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Mapping
+from typing import Any
 
 from tornado.web import RequestHandler
 
@@ -72,24 +75,57 @@ class RequestLog:
         client = printable(client_address(request, trust_proxy=self.trust_proxy))
         path = printable(request.path)
         millis = round(1000.0 * seconds, 1)
-        record = logging.LogRecord(
-            access_log.name,
-            level,
-            __file__,
-            0,
-            _FORMAT,
-            (client, printable(method), path, status, millis),
-            None,
-        )
-        record.request_id = requestid.current.get()
-        record.fields = {
-            "method": printable(method),
+        method = printable(method)
+        fields = {
+            "method": method,
             "path": path,
             "status": status,
             "duration_ms": millis,
             "client": client,
         }
-        access_log.handle(record)
+        args = (client, method, path, status, millis)
+        access_log.handle(AccessRecord(level, args, requestid.current.get(), fields))
+
+
+class AccessRecord(logging.LogRecord):
+    """An access line's record, made without ``LogRecord.__init__``'s per-record lookups
+    (caller's file name, thread, process): an access line names none of them, and they were
+    a third of its cost. Every attribute a handler or formatter may read is set all the same.
+    """
+
+    def __init__(
+        self, level: int, args: tuple[Any, ...], request_id: str | None, fields: dict[str, Any]
+    ) -> None:
+        now = time.time()
+        self.__dict__.update(_CONSTANT_FIELDS)
+        self.levelno = level
+        self.levelname = logging.getLevelName(level)
+        self.args = args
+        self.created = now
+        self.msecs = (now - int(now)) * 1000.0
+        self.relativeCreated = (now - _STARTED) * 1000.0
+        self.request_id = request_id
+        self.fields = fields
+
+
+_STARTED: float = getattr(logging, "_startTime", time.time())
+_CONSTANT_FIELDS: dict[str, Any] = {
+    "name": access_log.name,
+    "msg": _FORMAT,
+    "pathname": __file__,
+    "filename": os.path.basename(__file__),
+    "module": "accesslog",
+    "lineno": 0,
+    "funcName": "__call__",
+    "exc_info": None,
+    "exc_text": None,
+    "stack_info": None,
+    "thread": None,
+    "threadName": None,
+    "processName": None,
+    "process": None,
+    "taskName": None,
+}
 
 
 def _login_outcome(handler: RequestHandler, status: int) -> str:

@@ -115,12 +115,19 @@ class TextFormatter(_Base):
 class JsonFormatter(_Base):
     """One JSON object per record, on one line (the schema is in the module docstring)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        created = record.created
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        second = int(record.created)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         message = self.message(record)
         entry: dict[str, Any] = {
-            "time": f"{stamp}.{int((created % 1) * 1000):03d}Z",
+            "time": f"{self._stamp}.{int((record.created - second) * 1000):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": cut(message, MAX_MESSAGE),
