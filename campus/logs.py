@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import threading
 import time
+from types import TracebackType
 from typing import Any
 
 from campus import requestid
@@ -173,4 +176,19 @@ def configure(kind: str = "text", *, level: int = logging.INFO) -> logging.Handl
     writer.setFormatter(formatter(kind))
     root.addHandler(writer)
     root.setLevel(level)
+    # What Python itself would print on stderr goes through the same writer, in the same form.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = lambda args: _log_uncaught(
+        args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback
+    )
     return writer
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("campus").critical("uncaught exception", exc_info=(kind, value, traceback))

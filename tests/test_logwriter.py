@@ -336,3 +336,30 @@ def test_no_character_makes_a_line_long(formatter: logging.Formatter, char: str)
     text = formatter.format(record)
     assert all(len(line) <= LINE_LIMIT for line in text.splitlines())
     assert len(text) <= 2 * LINE_LIMIT
+
+
+def test_warnings_and_uncaught_errors_are_json_lines_too() -> None:
+    """What Python itself prints on stderr goes through the writer, in the chosen format."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = (
+        "import threading, warnings\n"
+        "from campus.logs import configure\n"
+        "configure('json')\n"
+        "warnings.warn('careful', RuntimeWarning)\n"
+        "thread = threading.Thread(target=lambda: 1 / 0)\n"
+        "thread.start(); thread.join()\n"
+        "raise SystemError('the end')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    entries = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [e["logger"] for e in entries] == ["py.warnings", "campus", "campus"]
+    assert "careful" in entries[0]["message"]
+    assert entries[1]["exception"].endswith("ZeroDivisionError: division by zero")
+    assert entries[2]["level"] == "CRITICAL" and entries[2]["exception"].endswith("the end")
