@@ -13,9 +13,11 @@ buffer that goes out in one write:
   at exit) calls :meth:`flush` too, so nothing buffered is lost on SIGTERM or at exit. Only a
   SIGKILL can lose the last ``FLUSH_DELAY`` seconds.
 
-The same error repeated (same logger, level, message template and exception site) is written
+The same line repeated (same logger, level, message template and exception site) is written
 ``BURST`` times in a ``WINDOW``; the rest are counted and summed up in one line when the
-window ends. Access lines are never summarised: each request keeps its line.
+window ends. That covers errors and Tornado's info lines alike ("Malformed HTTP message from
+...", "Timeout reading body from ...": one per bad connection). Access lines are never
+summarised: each request keeps its line.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class LogWriter(logging.Handler):
     # -- logging.Handler -----------------------------------------------------------------
     def emit(self, record: logging.LogRecord) -> None:  # called under self.lock
         try:
-            summed = record.levelno >= logging.WARNING and record.name not in self._exempt
+            summed = record.levelno >= logging.INFO and record.name not in self._exempt
             if summed and not self._admit(record):
                 self._arm()
                 return
@@ -182,7 +184,7 @@ class LogWriter(logging.Handler):
             pass  # stderr is gone (closed pipe): nothing sensible left to tell anyone
 
     def _admit(self, record: logging.LogRecord) -> bool:
-        """Whether this warning or error is written, or only counted for a summary."""
+        """Whether this line is written, or only counted for a summary."""
         now = self._clock()
         key = _key(record)
         window = self._windows.get(key)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from campus.logs import MAX_MESSAGE, MAX_TRACEBACK, JsonFormatter, TextFormatter
-from campus.logwriter import BURST, FLUSH_DELAY, WINDOW, LogWriter, batched_logs
+from campus.logwriter import BURST, FLUSH_DELAY, WINDOW, LogWriter
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
 from tests.conftest import free_port
@@ -152,28 +152,27 @@ def test_access_lines_are_never_summarised(stream: CountingStream, clock: Clock)
     assert len(stream.getvalue().splitlines()) == 50
 
 
-def test_lines_are_batched_on_the_loop_and_out_within_the_delay(
-    logger: logging.Logger, stream: CountingStream
-) -> None:
-    writer = logger.handlers[0]
-    assert isinstance(writer, LogWriter)
+def test_lines_are_batched_on_the_loop_and_out_within_the_delay(stream: CountingStream) -> None:
+    writer = LogWriter(stream)
+    writer.setFormatter(TextFormatter())
+
+    def access(message: str) -> None:  # access lines: never summarised
+        writer.handle(logging.LogRecord("campus.access", logging.INFO, "", 0, message, (), None))
 
     async def scenario() -> None:
-        with batched_logs(asyncio.get_running_loop()):
-            pass  # the root logger's writers; ours is attached by hand
         writer.attach(asyncio.get_running_loop())
         for n in range(200):
-            logger.info("request %d", n)
+            access(f"request {n}")
         assert stream.writes == 0  # nothing yet: one batch later
         started = time.monotonic()
-        thread = threading.Thread(target=logger.info, args=("from a thread",))
+        thread = threading.Thread(target=access, args=("from a thread",))
         thread.start()
         thread.join()
         while stream.writes == 0:
             await asyncio.sleep(0.005)
         assert time.monotonic() - started < 0.1 + FLUSH_DELAY
         assert stream.writes == 1 and len(stream.getvalue().splitlines()) == 201
-        logger.info("last words")
+        access("last words")
         writer.detach()  # shutdown: out at once
         assert stream.getvalue().endswith("last words\n")
 
@@ -363,3 +362,16 @@ def test_warnings_and_uncaught_errors_are_json_lines_too() -> None:
     assert "careful" in entries[0]["message"]
     assert entries[1]["exception"].endswith("ZeroDivisionError: division by zero")
     assert entries[2]["level"] == "CRITICAL" and entries[2]["exception"].endswith("the end")
+
+
+def test_malformed_requests_do_not_flood_the_log() -> None:
+    """Tornado logs each malformed request at INFO: 200 of them are a few lines, not 200."""
+    server = Campus(campus_env())
+    try:
+        for _ in range(200):
+            send(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+    finally:
+        output = server.stop()
+    malformed = [line for line in output.splitlines() if "Malformed HTTP message" in line]
+    assert 1 <= len(malformed) <= BURST + 1, malformed
+    assert any("more like this" in line for line in malformed)
