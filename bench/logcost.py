@@ -149,6 +149,7 @@ def instructions(checkout: Path, variant: str, requests: int = 2000) -> float:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
     env |= {"PYTHONPATH": str(checkout), **VARIANTS[variant]}
+    env["PYTHONHASHSEED"] = "0"  # the same dict layouts in every run: counts comparable
     users = cheap_users()
     env["CAMPUS_USERS_FILE"] = str(users)
     out = Path(f"/tmp/campus-logcost-{os.getpid()}-{variant}.callgrind")
