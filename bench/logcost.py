@@ -16,7 +16,7 @@ server's instructions per request over 2,000 requests (user space only, immune t
 
     python bench/logcost.py                       # 5 rounds of 5 s
     python bench/logcost.py --instructions        # instructions per request, ~5 minutes
-    python bench/logcost.py --rounds 3 --checkout /tmp/old   # another checkout (before/after)
+    python bench/logcost.py --before /tmp/old     # and another checkout's, in the same rounds
 """
 
 from __future__ import annotations
@@ -116,8 +116,9 @@ def measure(checkout: Path, variant: str, seconds: int) -> dict[str, float]:
 
     def drain() -> None:  # the reader at the other end of the pipe, like journald
         assert process.stdout is not None
-        for _ in process.stdout:
-            lines[0] += 1
+        fd = process.stdout.fileno()
+        while chunk := os.read(fd, 1 << 16):  # big reads: the reader must not be the limit
+            lines[0] += chunk.count(b"\n")
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
@@ -215,6 +216,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the campus checkout to run")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--before", type=Path, help="also run quiet and logged from this checkout")
     parser.add_argument("--instructions", action="store_true", help="callgrind, not wrk")
     parser.add_argument("--requests", type=int, default=2000, help="measured, with --instructions")
     args = parser.parse_args()
@@ -229,10 +231,13 @@ def main() -> int:
                 print(f"{what}: {b}/{a} = {counts[b] / counts[a]:.3f} (instructions)")
         return 0
     os.sched_setaffinity(0, {1})  # this script and its pipe reader stay off the server's CPU
-    samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    runs = [(name, args.checkout, name) for name in names]
+    if args.before is not None:  # the same variants of another checkout, in the same rounds
+        runs += [(f"{name}@before", args.before, name) for name in names if name != "shipped"]
+    samples: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in runs}
     for round_ in range(args.rounds):
-        for name in names:
-            samples[name].append(measure(args.checkout, name, args.duration))
+        for label, checkout, name in runs:
+            samples[label].append(measure(checkout, name, args.duration))
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     keys = ("rps", "cpu_us", "writes")
     medians = {
@@ -245,7 +250,9 @@ def main() -> int:
         rounds = " ".join(f"{s['rps']:.0f}" for s in samples[name])
         row = f"{median['rps']:>9.0f}{median['cpu_us']:>12.0f}{median['writes']:>12.3f}"
         print(f"{name:<10}{row}  {rounds}")
-    for a, b, what in (("logged", "quiet", "access log"), ("shipped", "logged", "metrics")):
+    pairs = [("logged", "quiet", "access log"), ("shipped", "logged", "metrics")]
+    pairs += [("logged@before", "quiet@before", "access log, before")]
+    for a, b, what in pairs:
         if a in medians and b in medians:
             ratio = medians[a]["rps"] / medians[b]["rps"]
             cpu = medians[b]["cpu_us"] / medians[a]["cpu_us"]

@@ -106,7 +106,10 @@ class TextFormatter(_Base):
         millis = int((record.created - second) * 1000)
         rid = request_id_of(record)
         where = f"{record.name} [{rid}]" if rid else record.name
-        text = cut(self.message(record).translate(_CONTROLS), MAX_MESSAGE)
+        text = self.message(record)
+        if not text.isprintable():  # the usual line has no control character to escape
+            text = text.translate(_CONTROLS)
+        text = cut(text, MAX_MESSAGE)
         line = f"{self._stamp},{millis:03d} {record.levelname} {where}: {text}"
         traceback = self.traceback(record)
         if traceback:  # escaped first, then cut: escapes cannot stretch it past the cap
