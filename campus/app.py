@@ -9,12 +9,14 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 
-from campus.accesslog import log_request
+from campus.accesslog import RequestLog
 from campus.handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from campus.handlers.base import NotFoundHandler
 from campus.handlers.health import HealthHandler
+from campus.handlers.metrics import MetricsHandler
 from campus.handlers.sessions import EndOthersHandler, SessionHandleHandler, SessionsHandler
 from campus.handlers.spa import FrontendHandler
+from campus.requestid import Application
 from campus.services import Services
 
 
@@ -41,7 +43,6 @@ def make_app(
     """The Tornado application; *root* (by default the configured one) holds static/, dist/."""
     root = services.config.server.root if root is None else root
     roots = [os.path.join(root, "static"), os.path.join(root, "dist")]
-    settings.setdefault("log_function", log_request)
     rules: list[Any] = [
         Rule(MethodPath("/login", exclude={"GET", "HEAD"}), LoginHandler),
         (r"/logout", LogoutHandler),
@@ -51,9 +52,20 @@ def make_app(
         (r"/api/sessions/([A-Za-z0-9_-]+)", SessionHandleHandler),
         (r"/api/.*", NotFoundHandler),
         (r"/healthz", HealthHandler),
+        (r"/metrics", MetricsHandler),
         (r"/(.*)", FrontendHandler, {"roots": roots}),
     ]
-    return tornado.web.Application(
+    config = services.config
+    settings.setdefault(
+        "log_function",
+        RequestLog(
+            access=config.log.access,
+            trust_proxy=config.server.trust_proxy,
+            metrics=services.metrics,
+            routes=route_labels(rules),
+        ),
+    )
+    return Application(
         rules,
         services=services,
         session_manager=services.sessions,
@@ -61,5 +73,20 @@ def make_app(
         # Makes Tornado call check_xsrf_cookie() before prepare() on every unsafe method;
         # BaseHandler's checks Origin/Referer instead of a token cookie (a JSON API).
         xsrf_cookies=True,
+        metrics=services.metrics,
         **settings,
     )
+
+
+def route_labels(rules: list[Any]) -> dict[type[tornado.web.RequestHandler], str]:
+    """Each handler class's route pattern, the label its requests are counted under.
+
+    The first rule naming a class wins; NotFoundHandler answers paths that no route serves.
+    """
+    labels: dict[type[tornado.web.RequestHandler], str] = {NotFoundHandler: "(none)"}
+    for rule in rules:
+        matcher, target = (rule.matcher, rule.target) if isinstance(rule, Rule) else rule[:2]
+        if isinstance(matcher, PathMatches):
+            matcher = matcher.regex.pattern
+        labels.setdefault(target, str(matcher).removesuffix("$"))
+    return labels

@@ -19,6 +19,7 @@ Values = dict[str, dict[str, Setting]]  # section -> key -> value and where it c
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 cookie-name (an RFC 2616 token)
 _DOMAIN = re.compile(r"[A-Za-z0-9.-]*")
 _ORIGIN = re.compile(r"https?://[^/?#\s]+")
+_BEARER = re.compile(r"([A-Za-z0-9._~+/-]{16,}=*)?")  # RFC 6750 b64token, 16 at least; or none
 
 
 def _all(pattern: re.Pattern[str]) -> Callable[[tuple[str, ...]], bool]:
@@ -70,6 +71,12 @@ def check(values: Values, *, production: bool, signing: bool = True) -> None:
     require("session", "cookie_name", _TOKEN.fullmatch, "must be a cookie name (RFC 6265 token)")
     require("express", "cookie_name", _TOKEN.fullmatch, "must be a cookie name (RFC 6265 token)")
     require("log", "format", ("text", "json").__contains__, "must be text or json")
+    require(
+        "metrics",
+        "token",
+        _BEARER.fullmatch,
+        "must be empty or 16+ characters of A-Z a-z 0-9 ._~+/-",
+    )
     require(
         "users",
         "min_password_length",

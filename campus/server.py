@@ -26,6 +26,9 @@ from campus.app import make_app
 from campus.config import Config
 from campus.express import ExpressSessions
 from campus.inflight import InFlight
+from campus.logs import configure as configure_logging
+from campus.logwriter import batched_logs
+from campus.metrics import Metrics, timed_store, unwrap
 from campus.sdnotify import notify
 from campus.services import Services
 from campus.session import CookiePolicy, SessionManager
@@ -126,11 +129,13 @@ def build_services(config: Config, *, clock: Clock = time.time) -> Services:
         config.users.file, executor=executor, hasher=password_hasher(config.users.argon2)
     )
     store = build_store(config, clock=clock)
+    metrics = Metrics() if config.metrics.enabled else None
     return Services(
         config=config,
-        sessions=build_sessions(config, store, clock=clock),
+        sessions=build_sessions(config, timed_store(store, metrics), clock=clock),
         users=users,
         express=build_express(config, store, clock=clock),
+        metrics=metrics,
     )
 
 
@@ -147,21 +152,15 @@ async def _check_store(store: SessionStore, timeout: float) -> None:
         )
 
 
-def _sweeper(store: MemoryStore) -> Callable[[], None]:
+def _sweeper(store: MemoryStore, metrics: Metrics | None) -> Callable[[], None]:
     def sweep() -> None:
         swept = store.sweep()
         if swept:
             log.debug("swept %d expired sessions", swept)
+            if metrics is not None:
+                metrics.session_destroyed("expiry", swept)
 
     return sweep
-
-
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 class StartupError(Exception):
@@ -191,7 +190,7 @@ def check_startup(config: Config, services: Services) -> None:
 
 def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 1 if startup failed."""
-    configure_logging()
+    configure_logging(config.log.format)
     try:
         services = build_services(config)
         check_startup(config, services)
@@ -199,7 +198,7 @@ def serve(config: Config) -> int:
         print(f"campus: {exc}", file=sys.stderr)
         return 1
     try:
-        return asyncio.run(_serve(services))
+        return asyncio.run(_serve_logged(services))
     except OSError as exc:  # e.g. the port is taken
         print(
             f"campus: cannot listen on {config.server.host}:{config.server.port}: {exc}",
@@ -208,8 +207,14 @@ def serve(config: Config) -> int:
         return 1
 
 
+async def _serve_logged(services: Services) -> int:
+    # Log lines are batched while the loop runs; all of them are out before it ends.
+    with batched_logs(asyncio.get_running_loop()):
+        return await _serve(services)
+
+
 async def _serve(services: Services) -> int:
-    config, store = services.config, services.sessions.store
+    config, store = services.config, unwrap(services.sessions.store)
     if config.production and store.name == "memory":
         log.warning(
             "the memory store is per-process and forgets every session on restart: "
@@ -226,12 +231,18 @@ async def _serve(services: Services) -> int:
     in_flight = InFlight()
     warm_up_agents()  # before listening: the parser's first use holds the GIL ~0.3-0.8 s
     app = make_app(services)
+    refresh = None
+    if services.metrics is not None:
+        copy_in_flight = services.metrics.track_in_flight(lambda: in_flight.count)
+        if copy_in_flight is not None:
+            refresh = PeriodicCallback(copy_in_flight, 1000)
+            refresh.start()
     server = HTTPServer(in_flight.wrap(app), max_body_size=MAX_BODY_SIZE)
     sockets = bind_sockets(config.server.port, config.server.host)
     server.add_sockets(sockets)
     sweeper = None
     if isinstance(store, MemoryStore):
-        sweeper = PeriodicCallback(_sweeper(store), SWEEP_INTERVAL_MS)
+        sweeper = PeriodicCallback(_sweeper(store, services.metrics), SWEEP_INTERVAL_MS)
         sweeper.start()
     port = sockets[0].getsockname()[1]
     log.info(
@@ -254,8 +265,9 @@ async def _serve(services: Services) -> int:
     log.info("shutting down: no new connections, %d request(s) in flight", in_flight.count)
     notify("STOPPING=1", f"STATUS=draining {in_flight.count} request(s)")
     server.stop()
-    if sweeper is not None:
-        sweeper.stop()
+    for timer in (sweeper, refresh):
+        if timer is not None:
+            timer.stop()
     if not await in_flight.drained(SHUTDOWN_GRACE):
         log.warning(
             "%d request(s) still running after %.0fs; closing", in_flight.count, SHUTDOWN_GRACE

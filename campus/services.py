@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from campus.config import Config
 from campus.express import ExpressSessions
+from campus.metrics import Metrics
 from campus.session import SessionManager
 from campus.users import UserDirectory
 
@@ -16,3 +17,4 @@ class Services:
     sessions: SessionManager
     users: UserDirectory
     express: ExpressSessions | None = None  # the Express cut-over; None while it is off
+    metrics: Metrics | None = None  # GET /metrics and what feeds it; None when [metrics] is off

@@ -14,6 +14,7 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.conftest import PASSWORD, RedisServer
@@ -53,7 +54,10 @@ def forged_post(port: int, path: str) -> int:
         connection.close()
 
 
-def test_a_scripted_day_leaves_no_secret_in_the_logs(users_file: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["text", "json"])
+def test_a_scripted_day_leaves_no_secret_in_the_logs(
+    kind: str, users_file: Path, tmp_path: Path
+) -> None:
     store = GuardedRedis(tmp_path)
     store.start()
     server = Campus(
@@ -65,6 +69,7 @@ def test_a_scripted_day_leaves_no_secret_in_the_logs(users_file: Path, tmp_path:
             CAMPUS_USERS_FILE=str(users_file),
             CAMPUS_LOGIN_MAX_FAILURES="3",
             CAMPUS_SESSION_SECURE="false",
+            CAMPUS_LOG_FORMAT=kind,
         )
     )
     cookies: list[str] = []
@@ -118,3 +123,29 @@ def test_a_scripted_day_leaves_no_secret_in_the_logs(users_file: Path, tmp_path:
         secrets += [cookie, cookie.rsplit("|", 1)[1], session_id(cookie)]
     for secret in secrets:
         assert secret not in log, f"{secret[:12]}... is in the log:\n{log}"
+    if kind == "json":
+        check_json(log, statuses)
+
+
+ACCESS_KEYS = ["time", "level", "logger", "message", "request_id"]
+ACCESS_KEYS += ["method", "path", "status", "duration_ms", "client"]
+
+
+def check_json(log: str, statuses: list[int]) -> None:
+    """Every line one object of the documented schema; errors name their request."""
+    entries = [json.loads(line) for line in log.splitlines()]
+    for entry in entries:
+        assert list(entry)[:4] == ["time", "level", "logger", "message"], entry
+    access = [e for e in entries if e["logger"] == "campus.access"]
+    assert all(list(e)[: len(ACCESS_KEYS)] == ACCESS_KEYS for e in access), access
+    # our calls, the forged POST and the start-up health check: one line each
+    assert sorted(e["status"] for e in access) == sorted([*statuses, 403, 200])
+    assert {e["client"] for e in access} == {"127.0.0.1"}
+    by_id = {e["request_id"]: e for e in access}
+    errors = [e for e in entries if e["logger"] != "campus.access" and e["level"] != "INFO"]
+    failed = [e for e in errors if "store unavailable" in e["message"].lower()]
+    assert failed, errors
+    for entry in failed:  # a store failure's line names the request that failed
+        assert by_id[entry["request_id"]]["status"] in (500, 503), entry
+    startup = [e for e in entries if e["logger"] == "campus"]
+    assert "listening on" in startup[0]["message"] and "stopped" in startup[-1]["message"]

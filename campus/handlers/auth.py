@@ -11,6 +11,7 @@ from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, stream_request_body
 
 from campus.handlers.base import ApiError, BaseHandler
+from campus.metrics import count_sessions_destroyed
 from campus.session import SessionMixin, StoreUnavailable
 from campus.session.cookie import cookie_from_headers
 from campus.signin import SIGN_IN, sign_in_record
@@ -152,11 +153,14 @@ class LogoutHandler(SessionHandler):
             raise ApiError(500, "Could not log out.") from None
 
     async def get(self) -> None:
+        signed_in = "user" in self.session
         self.session.destroy()
         try:
             await self.save_session()
         except StoreUnavailable:
             raise ApiError(500, "Could not log out.") from None
+        if signed_in:
+            count_sessions_destroyed(self.settings, "logout")
         self.set_header("Clear-Site-Data", '"cookies"')
         self.write({})
 

@@ -9,6 +9,7 @@ from typing import Any
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
+from campus import requestid
 from campus.handlers.origin import is_cross_origin, origin_of
 from campus.handlers.security import COMMON_HEADERS, set_headers
 from campus.services import Services
@@ -83,6 +84,7 @@ class BaseHandler(JsonErrorsMixin, RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
         set_headers(self, COMMON_HEADERS)
+        self.set_header(requestid.HEADER, requestid.request_id())
 
     def compute_etag(self) -> None:
         return None  # per-user answers, never cached: an ETag would only invite 304s

@@ -18,6 +18,7 @@ from tornado.web import HTTPError
 
 from campus.handlers.auth import SessionHandler
 from campus.handlers.base import ApiError
+from campus.metrics import count_sessions_destroyed
 from campus.session import StoreUnavailable
 from campus.session.handles import SessionHandles
 from campus.session.store import LiveSession, UserSessions, session_ref
@@ -56,9 +57,11 @@ class SessionsApiHandler(SessionHandler):
     async def end(self, user: str, refs: list[str]) -> int:
         """End these sessions of the user (never the current one: that is a logout)."""
         try:
-            return await self.listing.end_sessions(user, refs) if refs else 0
+            ended = await self.listing.end_sessions(user, refs) if refs else 0
         except StoreUnavailable as exc:
             raise HTTPError(503, "session store unavailable: %s", exc) from None
+        count_sessions_destroyed(self.settings, "user", ended)
+        return ended
 
     def current_ref(self) -> str:
         return session_ref(self.session.id)
@@ -100,6 +103,7 @@ class SessionHandleHandler(SessionsApiHandler):
             await self.save_session()
         except StoreUnavailable as exc:
             raise HTTPError(503, "session store unavailable: %s", exc) from None
+        count_sessions_destroyed(self.settings, "logout")
 
 
 class EndOthersHandler(SessionsApiHandler):

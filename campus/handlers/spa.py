@@ -12,6 +12,7 @@ import posixpath
 
 from tornado.web import HTTPError, StaticFileHandler
 
+from campus import requestid
 from campus.handlers.base import JsonErrorsMixin
 from campus.handlers.security import FRONTEND_HEADERS, set_headers
 
@@ -53,6 +54,7 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
     def set_default_headers(self) -> None:
         # Here rather than in set_extra_headers: also on 304s, 404s and other errors.
         set_headers(self, FRONTEND_HEADERS)
+        self.set_header(requestid.HEADER, requestid.request_id())
 
     async def get(self, path: str, include_body: bool = True) -> None:
         found = resolve(self.roots, path)

@@ -1,6 +1,8 @@
 // The campus HTTP API. Every call resolves (never throws) to
-// {status, ok, data, message, retryAfter}; status 0 means the server could not be reached.
-// Errors carry the server's own {"errorMessage": ...}, which is what the user is shown.
+// {status, ok, data, message, retryAfter, reference}; status 0 means the server could not be
+// reached. Errors carry the server's own {"errorMessage": ...}, which is what the user is shown;
+// for a server failure (5xx, or an answer that is not ours) the message ends with the request's
+// id, "(reference: ...)", which the user can quote and which names the server's log lines.
 
 export const OFFLINE_MESSAGE = "Cannot reach the campus server. Check your connection and try again.";
 
@@ -19,7 +21,8 @@ async function request(method, path, body) {
   try {
     response = await fetch(path, init);
   } catch {
-    return { status: 0, ok: false, data: null, message: OFFLINE_MESSAGE, retryAfter: null };
+    const offline = { message: OFFLINE_MESSAGE, retryAfter: null, reference: null };
+    return { status: 0, ok: false, data: null, ...offline };
   }
   let data = null;
   try {
@@ -28,12 +31,18 @@ async function request(method, path, body) {
     data = null; // not JSON: e.g. a proxy's HTML error page
   }
   const serverMessage = data && typeof data.errorMessage === "string" ? data.errorMessage : "";
+  const reference = response.headers.get("X-Request-ID");
+  let message = response.ok ? "" : serverMessage || `Something went wrong (HTTP ${response.status}).`;
+  if (reference && (response.status >= 500 || (!response.ok && !serverMessage))) {
+    message = `${message} (reference: ${reference})`;
+  }
   return {
     status: response.status,
     ok: response.ok,
     data,
-    message: response.ok ? "" : serverMessage || `Something went wrong (HTTP ${response.status}).`,
+    message,
     retryAfter: seconds(response.headers.get("Retry-After")),
+    reference,
   };
 }
 
