@@ -9,6 +9,7 @@ from tornado.web import HTTPError, stream_request_body
 
 from campus.handlers.base import ApiError, BaseHandler
 from campus.session import SessionMixin, StoreUnavailable
+from campus.session.cookie import cookie_from_header
 from campus.throttle import LoginThrottle, Throttled
 from campus.users import MAX_EMAIL, MAX_PASSWORD
 
@@ -129,10 +130,22 @@ def _credentials(body: bytes) -> tuple[str, str]:
     return fields["email"], fields["password"]
 
 
+#: Sec-Fetch-Site values of a GET /logout the browser made for one of our own pages.
+OWN_FETCH_SITES = {"same-origin", "none"}  # "none": typed in the address bar, a bookmark
+
+
 class LogoutHandler(SessionHandler):
-    """Destroy the session and expire its cookie; a store failure is a 500, not a shrug."""
+    """Destroy the session and expire its cookie; a store failure is a 500, not a shrug.
+
+    GET stays for the Express app's clients. A browser says in ``Sec-Fetch-Site`` when it
+    fetches it for another origin's page (an ``<img>``, a link), and that is refused before
+    anything changes; clients that send no such header (curl, scripts) are unaffected.
+    """
 
     async def prepare(self) -> None:
+        site = self.request.headers.get("Sec-Fetch-Site")
+        if self.request.method == "GET" and site is not None and site not in OWN_FETCH_SITES:
+            raise ApiError(403, "Cross-origin request refused")
         try:
             await self.load_session()
             await self.claim_express_session()  # logging out ends the Express session too
@@ -145,8 +158,18 @@ class LogoutHandler(SessionHandler):
             await self.save_session()
         except StoreUnavailable:
             raise ApiError(500, "Could not log out.") from None
-        self.set_header("Clear-Site-Data", '"cookies"')
+        if self._carried_session_cookie():
+            # Only then: otherwise any page could wipe every cookie of the site with an
+            # <img src=/logout> that carries none (SameSite keeps it off cross-site requests).
+            self.set_header("Clear-Site-Data", '"cookies"')
         self.write({})
+
+    def _carried_session_cookie(self) -> bool:
+        name = self.session_manager.cookie.name
+        return any(
+            cookie_from_header(header, name) is not None
+            for header in self.request.headers.get_list("Cookie")
+        )
 
     post = get
 
