@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -47,14 +48,21 @@ def run_campus(
 class Campus:
     """A campus server process on a free port."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *, nofile: int | None = None) -> None:
+        """*nofile*: the process's open-files limit (``ulimit -n``), if not inherited."""
         self.port = free_port()
+
+        def limit_files() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "campus", "--port", str(self.port)],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=limit_files if nofile is not None else None,
         )
         # Drain the output as it comes: under load the log fills a pipe's 64 KiB, and a server
         # blocked writing its log looks exactly like a server that hangs.

@@ -1,0 +1,392 @@
+"""Bounds on client connections: how many there are, and how long each may take.
+
+Tornado's HTTPServer, as it comes, lets a client take an hour over its headers (one timer
+covers the idle wait and the headers together), never gives up on a response the client
+does not read, accepts connections until the process has no descriptor left, and when
+accept() then fails it logs a traceback and is called again at once: a loop that spins and
+floods the log. :class:`BoundedServer` closes each of these:
+
+- ``header_timeout``: a new connection must have sent its first request's headers within it;
+- ``idle_timeout``: a kept-alive connection must have sent its next request's headers within
+  it of the previous response (a proxy in front must drop idle upstream connections sooner);
+- ``body_timeout``: a request body must have arrived, and a response been taken in, within it;
+- ``max_connections``, lowered to what the open-files limit leaves after a reserve (the store,
+  static files, logs): past it, a new connection gets a minimal 503 with
+  ``Connection: close`` and is closed;
+- accept() failing for want of descriptors pauses accepting until a connection closes or a
+  short back-off passes, and is logged once a minute with a count, not once per attempt.
+
+Per request: headers over :data:`MAX_HEADER_SIZE` get a JSON 431; an answer sent before the
+request's body was read says ``Connection: close`` (Tornado then closes the connection, and
+used to do so without saying it); no response names the server's software.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import json
+import logging
+import os
+import resource
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from tornado import httputil
+from tornado.concurrent import Future
+from tornado.http1connection import HTTP1ServerConnection
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.iostream import IOStream
+
+log = logging.getLogger("campus.connections")
+
+#: Request line and headers together; a request with more is answered 431.
+MAX_HEADER_SIZE = 32 * 1024
+#: Past this much without the end of the headers, Tornado closes the connection unanswered.
+HARD_HEADER_SIZE = 64 * 1024
+#: Descriptors kept back from client connections for Redis, static files, logs, ...
+FD_RESERVE = 32
+#: accept() errors that mean "no descriptor or memory right now": wait instead of retrying.
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+BACKOFF_FIRST, BACKOFF_MAX = 0.01, 0.1  # seconds between accept() attempts while exhausted
+SWEEP_INTERVAL_MS = 1000  # how often responses are checked against body_timeout
+REPORT_EVERY = 60.0  # seconds between two log lines about the same trouble
+
+
+def _canned(status: int, message: str) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"errorMessage": message}).encode()
+    headers = {
+        "Content-Type": "application/json; charset=UTF-8",
+        "Content-Length": str(len(body)),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Connection": "close",
+    }
+    if status == 503:
+        headers["Retry-After"] = "1"
+    return body, headers
+
+
+_BUSY_BODY, _BUSY_HEADERS = _canned(503, "Server busy")
+#: Sent as is, without parsing the request, to a connection past the limit.
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    + b"".join(f"{name}: {value}\r\n".encode() for name, value in _BUSY_HEADERS.items())
+    + b"\r\n"
+    + _BUSY_BODY
+)
+_TOO_LARGE_BODY, _TOO_LARGE_HEADERS = _canned(431, "Request headers too large")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """[server]'s connection bounds (seconds and counts), plus Tornado's body size limit."""
+
+    max_connections: int = 4096
+    idle_timeout: float = 75.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_body_size: int = 1024 * 1024
+
+
+def connection_cap(wanted: int) -> int:
+    """*wanted*, or fewer if the open-files limit would run out first.
+
+    A tenth of the limit (at least :data:`FD_RESERVE`) stays free for everything else, so
+    that connections past the cap can still be accepted and refused with an answer.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - max(FD_RESERVE, soft // 10)))
+
+
+class _Report:
+    """A trouble logged when it starts, then at most once per :data:`REPORT_EVERY` with a
+    count: a flood of the same event is a few lines, never a line each."""
+
+    def __init__(self, level: int, message: str) -> None:
+        self.level, self.message = level, message
+        self.count = 0
+        self.args: tuple[object, ...] = ()
+        self.reported_at: float | None = None
+
+    def note(self, *args: object) -> None:
+        self.count += 1
+        self.args = args
+        if self.reported_at is None:
+            log.log(self.level, self.message, *args)
+            self.count = 0
+            self.reported_at = time.monotonic()
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        """The count since the last line, if there is one and it is time."""
+        now = time.monotonic()
+        if self.count and self.reported_at is not None and now - self.reported_at >= REPORT_EVERY:
+            elapsed = now - self.reported_at
+            log.log(
+                self.level, self.message + " (%d times in %.0f s)", *self.args, self.count, elapsed
+            )
+            self.count = 0
+            self.reported_at = now
+
+
+class _Listener(socket.socket):
+    """A listening socket whose accept(), out of descriptors, says "nothing to accept".
+
+    Tornado's accept handler returns quietly on BlockingIOError; any other error escapes to
+    the event loop, which logs it and calls the handler again at once, forever.
+    """
+
+    on_exhausted: Callable[[_Listener, OSError], None]
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().accept()
+        except OSError as exc:
+            if exc.errno not in EXHAUSTED:
+                raise
+            self.on_exhausted(self, exc)
+            raise BlockingIOError(errno.EAGAIN, "accepting paused") from None
+
+
+class _Connection:
+    """What the server knows of one client connection."""
+
+    __slots__ = ("kept_alive", "responding_since", "server_conn")
+
+    def __init__(self, server_conn: HTTP1ServerConnection) -> None:
+        self.server_conn = server_conn
+        self.kept_alive = False  # has finished a request and waits for the next
+        self.responding_since: float | None = None
+
+
+class BoundedServer(HTTPServer):
+    """Tornado's HTTPServer with the bounds described in this module's docstring."""
+
+    def initialize(  # type: ignore[override]
+        self,
+        request_callback: httputil.HTTPServerConnectionDelegate,
+        limits: Limits = Limits(),
+    ) -> None:
+        super().initialize(
+            request_callback,
+            idle_connection_timeout=limits.header_timeout,  # the first request's; see start_request
+            body_timeout=limits.body_timeout,
+            max_body_size=limits.max_body_size,
+            max_header_size=HARD_HEADER_SIZE,
+        )
+        self.limits = limits
+        self.max_connections = connection_cap(limits.max_connections)
+        if self.max_connections < limits.max_connections:
+            log.warning(
+                "max_connections %d lowered to %d: the open-files limit is %d "
+                "(raise it, e.g. LimitNOFILE= in the systemd unit)",
+                limits.max_connections,
+                self.max_connections,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            )
+        self.open_connections = 0
+        self._live: dict[HTTP1ServerConnection, _Connection] = {}
+        self._paused: list[_Listener] = []
+        self._backoff = BACKOFF_FIRST
+        self._resume_handle: object | None = None
+        self._sweeper: PeriodicCallback | None = None
+        self._refused = _Report(logging.WARNING, "refusing connections: %d open, the most allowed")
+        self._exhausted = _Report(
+            logging.ERROR, "cannot accept connections: %s; pausing until one closes"
+        )
+        self._cut = _Report(
+            logging.INFO, "closed a connection whose client did not take its response in %g s"
+        )
+
+    # -- listening ------------------------------------------------------------------------
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        listeners = []
+        for sock in sockets:
+            listener = _Listener(sock.family, sock.type, sock.proto, fileno=sock.detach())
+            listener.setblocking(False)
+            listener.on_exhausted = self._on_exhausted
+            listeners.append(listener)
+        super().add_sockets(listeners)
+        if self._sweeper is None:
+            self._sweeper = PeriodicCallback(self._sweep, SWEEP_INTERVAL_MS)
+            self._sweeper.start()
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        if self._resume_handle is not None:
+            IOLoop.current().remove_timeout(self._resume_handle)
+            self._resume_handle = None
+        self._paused.clear()
+        super().stop()
+
+    def _on_exhausted(self, listener: _Listener, exc: OSError) -> None:
+        """Stop watching *listener* for a while: it stays readable, so it would spin."""
+        self._exhausted.note(os.strerror(exc.errno or 0))
+        if listener not in self._paused:
+            IOLoop.current().update_handler(listener.fileno(), 0)
+            self._paused.append(listener)
+        if self._resume_handle is None:
+            self._resume_handle = IOLoop.current().call_later(self._backoff, self._resume)
+            self._backoff = min(2 * self._backoff, BACKOFF_MAX)
+
+    def _resume(self) -> None:
+        """Watch the paused listeners again (a connection closed, or the back-off passed)."""
+        if self._resume_handle is not None:
+            IOLoop.current().remove_timeout(self._resume_handle)
+            self._resume_handle = None
+        io_loop = IOLoop.current()
+        for listener in self._paused:
+            if listener.fileno() >= 0:
+                io_loop.update_handler(listener.fileno(), IOLoop.READ)
+        self._paused.clear()
+
+    # -- connections ----------------------------------------------------------------------
+
+    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
+        self._backoff = BACKOFF_FIRST  # accept() works again
+        if self.open_connections >= self.max_connections:
+            self._refuse(stream)
+            return
+        self.open_connections += 1
+        # Each connection gets its own parameters: its header timeout grows to the idle
+        # timeout once it has served a request (start_request), which Tornado reads afresh
+        # before waiting for each request.
+        shared = self.conn_params
+        self.conn_params = copy.copy(shared)
+        try:
+            super().handle_stream(stream, address)
+        finally:
+            self.conn_params = shared
+
+    def _refuse(self, stream: IOStream) -> None:
+        """Answer 503 and close, without parsing anything, at once."""
+        self._refused.note(self.open_connections)
+        sock = stream.socket
+        # Read what already came: closing with unread data resets the connection, and a
+        # reset can reach the client before it has read our answer.
+        with contextlib.suppress(OSError):
+            sock.recv(65536, socket.MSG_DONTWAIT)
+        with contextlib.suppress(OSError):
+            sock.send(BUSY, socket.MSG_DONTWAIT)  # a new socket's buffer takes it whole
+        stream.close()
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        conn = cast(HTTP1ServerConnection, server_conn)
+        record = self._live.get(conn)
+        if record is None:
+            record = self._live[conn] = _Connection(conn)
+        elif not record.kept_alive:
+            # A request has been answered: from now on the wait is idle time.
+            record.kept_alive = True
+            conn.params.header_timeout = self.limits.idle_timeout
+        record.responding_since = None  # the previous response, if any, has been sent
+        exchange = _Exchange(request_conn, record)
+        return _Watch(super().start_request(server_conn, exchange), exchange)
+
+    def on_close(self, server_conn: object) -> None:
+        super().on_close(server_conn)
+        self.open_connections -= 1
+        self._live.pop(cast(HTTP1ServerConnection, server_conn), None)
+        if self._paused:
+            self._resume()  # a descriptor was just freed
+
+    def _sweep(self) -> None:
+        """Close connections whose response has waited for its client past body_timeout."""
+        for report in (self._refused, self._exhausted, self._cut):
+            report.flush()
+        deadline = time.monotonic() - self.limits.body_timeout
+        for record in list(self._live.values()):
+            since = record.responding_since
+            if since is not None and since < deadline:
+                record.responding_since = None
+                self._cut.note(self.limits.body_timeout)
+                record.server_conn.stream.close()
+
+
+class _Exchange(httputil.HTTPConnection):
+    """One request's connection as the application sees it (Tornado's HTTP1Connection)."""
+
+    def __init__(self, conn: httputil.HTTPConnection, record: _Connection) -> None:
+        self._conn = conn
+        self._record = record
+        self.body_read = False
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> Future[None]:
+        if "Server" in headers:
+            del headers["Server"]  # Tornado's name and version: nobody's business
+        if not self.body_read:
+            # Tornado closes a connection whose request body it has not read once this
+            # response is out; without this header the client would reuse it and get a reset.
+            headers["Connection"] = "close"
+        self._record.responding_since = time.monotonic()
+        return self._conn.write_headers(start_line, headers, chunk)
+
+    def write(self, chunk: bytes) -> Future[None]:
+        return self._conn.write(chunk)
+
+    def finish(self) -> None:
+        self._conn.finish()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)  # set_close_callback, context, ...
+
+
+class _Watch(httputil.HTTPMessageDelegate):
+    """Sees each request on its way to the application; answers 431 itself."""
+
+    def __init__(self, inner: httputil.HTTPMessageDelegate, exchange: _Exchange) -> None:
+        self.inner = inner
+        self.exchange = exchange
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        if _header_size(start_line, headers) > MAX_HEADER_SIZE:
+            self.inner = httputil.HTTPMessageDelegate()  # the application never sees it
+            reply = httputil.ResponseStartLine("HTTP/1.1", 431, "Request Header Fields Too Large")
+            self.exchange.write_headers(
+                reply, httputil.HTTPHeaders(_TOO_LARGE_HEADERS), _TOO_LARGE_BODY
+            )
+            self.exchange.finish()
+            return None
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self.exchange.body_read = True
+        self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        self.inner.on_connection_close()
+
+
+def _header_size(
+    start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+    headers: httputil.HTTPHeaders,
+) -> int:
+    size = sum(len(str(part)) + 1 for part in start_line)
+    for name, value in headers.get_all():
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size
