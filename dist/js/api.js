@@ -44,4 +44,5 @@ function seconds(header) {
 
 export const me = () => request("GET", "/api/me");
 export const login = (email, password) => request("POST", "/login", { email, password });
-export const logout = () => request("GET", "/logout");
+// POST: GET /logout stays for old clients, and is refused when another site's page asks.
+export const logout = () => request("POST", "/logout");
