@@ -11,8 +11,9 @@ floods the log. :class:`BoundedServer` closes each of these:
   it of the previous response (a proxy in front must drop idle upstream connections sooner);
 - ``body_timeout``: a request body must have arrived, and a response been taken in, within it;
 - ``max_connections``, lowered to what the open-files limit leaves after a reserve (the store,
-  static files, logs): past it, a new connection gets a minimal 503 with
-  ``Connection: close`` and is closed;
+  static files, logs): past it, the connection that has waited longest (over a second) for a
+  request's headers makes room (like nginx reusing idle keep-alive connections), and if none
+  has, the new connection gets a minimal 503 with ``Connection: close`` and is closed;
 - accept() failing for want of descriptors pauses accepting until a connection closes or a
   short back-off passes, and is logged once a minute with a count, not once per attempt.
 
@@ -32,6 +33,7 @@ import os
 import resource
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -54,6 +56,9 @@ FD_RESERVE = 32
 #: accept() errors that mean "no descriptor or memory right now": wait instead of retrying.
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 BACKOFF_FIRST, BACKOFF_MAX = 0.01, 0.1  # seconds between accept() attempts while exhausted
+#: At the connection limit, one that has waited this long for a request's headers (seconds)
+#: is closed to make room for a new one.
+EVICT_AFTER = 1.0
 SWEEP_INTERVAL_MS = 1000  # how often responses are checked against body_timeout
 REPORT_EVERY = 60.0  # seconds between two log lines about the same trouble
 
@@ -160,12 +165,13 @@ class _Listener(socket.socket):
 class _Connection:
     """What the server knows of one client connection."""
 
-    __slots__ = ("kept_alive", "responding_since", "server_conn")
+    __slots__ = ("requests", "responding_since", "stream", "waiting_since")
 
-    def __init__(self, server_conn: HTTP1ServerConnection) -> None:
-        self.server_conn = server_conn
-        self.kept_alive = False  # has finished a request and waits for the next
-        self.responding_since: float | None = None
+    def __init__(self, stream: IOStream) -> None:
+        self.stream = stream
+        self.requests = 0  # started on it so far
+        self.waiting_since = time.monotonic()  # for a request's headers, if in _waiting
+        self.responding_since: float | None = None  # a response not yet handed to the kernel
 
 
 class BoundedServer(HTTPServer):
@@ -194,12 +200,18 @@ class BoundedServer(HTTPServer):
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
         self.open_connections = 0
-        self._live: dict[HTTP1ServerConnection, _Connection] = {}
+        self._live: dict[IOStream, _Connection] = {}
+        # Connections waiting for a request's headers, the longest waiting first.
+        self._waiting: OrderedDict[_Connection, None] = OrderedDict()
         self._paused: list[_Listener] = []
         self._backoff = BACKOFF_FIRST
         self._resume_handle: object | None = None
         self._sweeper: PeriodicCallback | None = None
         self._refused = _Report(logging.WARNING, "refusing connections: %d open, the most allowed")
+        self._evicted = _Report(
+            logging.WARNING,
+            "at the connection limit (%d): closing those that waited longest for a request",
+        )
         self._exhausted = _Report(
             logging.ERROR, "cannot accept connections: %s; pausing until one closes"
         )
@@ -255,10 +267,12 @@ class BoundedServer(HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
         self._backoff = BACKOFF_FIRST  # accept() works again
-        if self.open_connections >= self.max_connections:
+        if self.open_connections >= self.max_connections and not self._make_room():
             self._refuse(stream)
             return
         self.open_connections += 1
+        record = self._live[stream] = _Connection(stream)
+        self._waiting[record] = None
         # Each connection gets its own parameters: its header timeout grows to the idle
         # timeout once it has served a request (start_request), which Tornado reads afresh
         # before waiting for each request.
@@ -268,6 +282,27 @@ class BoundedServer(HTTPServer):
             super().handle_stream(stream, address)
         finally:
             self.conn_params = shared
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request, if for long enough.
+
+        An idle kept-alive connection may be closed at any time (clients retry on a new one),
+        and one that has not finished its headers within :data:`EVICT_AFTER` is slow or idle:
+        either serves nobody while a new client waits. Busy ones are never chosen.
+        """
+        oldest = next(iter(self._waiting), None)
+        if oldest is None or time.monotonic() - oldest.waiting_since < EVICT_AFTER:
+            return False
+        self._evicted.note(self.max_connections)
+        self._forget(oldest)
+        oldest.stream.close()
+        return True
+
+    def _forget(self, record: _Connection) -> None:
+        """No longer count *record*: it is closing."""
+        if self._live.pop(record.stream, None) is not None:
+            self.open_connections -= 1
+        self._waiting.pop(record, None)
 
     def _refuse(self, stream: IOStream) -> None:
         """Answer 503 and close, without parsing anything, at once."""
@@ -285,27 +320,31 @@ class BoundedServer(HTTPServer):
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         conn = cast(HTTP1ServerConnection, server_conn)
-        record = self._live.get(conn)
-        if record is None:
-            record = self._live[conn] = _Connection(conn)
-        elif not record.kept_alive:
+        record = self._live.get(conn.stream)
+        if record is None:  # closed to make room; Tornado has yet to notice
+            record = _Connection(conn.stream)
+        elif record.requests:
             # A request has been answered: from now on the wait is idle time.
-            record.kept_alive = True
-            conn.params.header_timeout = self.limits.idle_timeout
+            if record.requests == 1:
+                conn.params.header_timeout = self.limits.idle_timeout
+            record.waiting_since = time.monotonic()
+            self._waiting[record] = None
+        record.requests += 1
         record.responding_since = None  # the previous response, if any, has been sent
-        exchange = _Exchange(request_conn, record)
+        exchange = _Exchange(request_conn, record, self._waiting)
         return _Watch(super().start_request(server_conn, exchange), exchange)
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)
-        self.open_connections -= 1
-        self._live.pop(cast(HTTP1ServerConnection, server_conn), None)
+        record = self._live.get(cast(HTTP1ServerConnection, server_conn).stream)
+        if record is not None:
+            self._forget(record)
         if self._paused:
             self._resume()  # a descriptor was just freed
 
     def _sweep(self) -> None:
         """Close connections whose response has waited for its client past body_timeout."""
-        for report in (self._refused, self._exhausted, self._cut):
+        for report in (self._refused, self._evicted, self._exhausted, self._cut):
             report.flush()
         deadline = time.monotonic() - self.limits.body_timeout
         for record in list(self._live.values()):
@@ -313,16 +352,25 @@ class BoundedServer(HTTPServer):
             if since is not None and since < deadline:
                 record.responding_since = None
                 self._cut.note(self.limits.body_timeout)
-                record.server_conn.stream.close()
+                record.stream.close()
 
 
 class _Exchange(httputil.HTTPConnection):
     """One request's connection as the application sees it (Tornado's HTTP1Connection)."""
 
-    def __init__(self, conn: httputil.HTTPConnection, record: _Connection) -> None:
+    def __init__(
+        self,
+        conn: httputil.HTTPConnection,
+        record: _Connection,
+        waiting: OrderedDict[_Connection, None],
+    ) -> None:
         self._conn = conn
         self._record = record
+        self._waiting = waiting
         self.body_read = False
+
+    def headers_arrived(self) -> None:
+        self._waiting.pop(self._record, None)  # busy now: never closed to make room
 
     def write_headers(
         self,
@@ -361,6 +409,7 @@ class _Watch(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
+        self.exchange.headers_arrived()
         if _header_size(start_line, headers) > MAX_HEADER_SIZE:
             self.inner = httputil.HTTPMessageDelegate()  # the application never sees it
             reply = httputil.ResponseStartLine("HTTP/1.1", 431, "Request Header Fields Too Large")

@@ -75,11 +75,18 @@ def connections(port: int, count: int) -> list[socket.socket]:
     return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
 
 
+#: Headers of a request whose body never comes: a busy connection, never closed to make room.
+SLOW_BODY = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+
+
 def hold(port: int, count: int) -> list[socket.socket]:
-    """*count* connections the server has accepted and keeps (it answers refused ones)."""
+    """*count* busy connections the server has accepted and keeps."""
     held: list[socket.socket] = []
     while len(held) < count:
-        held += connections(port, count - len(held))
+        more = connections(port, count - len(held))
+        for sock in more:
+            sock.sendall(SLOW_BODY)
+        held += more
         time.sleep(0.3)  # a refusal comes at once
         refused, _, _ = select.select(held, [], [], 0)
         for sock in refused:
@@ -113,6 +120,7 @@ def closed_after(sock: socket.socket, trickle: bytes = b"", limit: float = 8.0) 
 def test_past_max_connections_a_new_one_gets_a_503_until_a_slot_frees() -> None:
     with running(campus_env(CAMPUS_SERVER_MAX_CONNECTIONS="5")) as campus:
         held = hold(campus.port, 5)  # while the startup check's connection may still be open
+        time.sleep(1.2)  # long enough to be closed to make room, if they were idle
         assert eventually(lambda: healthz(campus).status == 503), "no 503 past the cap"
         busy = healthz(campus)
         assert json.loads(busy.body) == {"errorMessage": "Server busy"}
@@ -129,12 +137,44 @@ def test_past_max_connections_a_new_one_gets_a_503_until_a_slot_frees() -> None:
         assert len(refusals) == 1, refusals  # a summary, not a line per refusal
 
 
+def test_at_the_cap_the_longest_idle_connection_makes_room() -> None:
+    with running(campus_env(CAMPUS_SERVER_MAX_CONNECTIONS="3")) as campus:
+        busy = hold(campus.port, 1)
+        (idle,) = connections(campus.port, 1)
+        time.sleep(0.3)
+        (kept_alive,) = connections(campus.port, 1)  # one request answered, then idle
+        kept_alive.sendall(build("GET", "/healthz", close=False))
+        assert read_response(kept_alive).status == 200
+        time.sleep(1.2)
+
+        (newcomer,) = connections(campus.port, 1)
+        assert closed_after(idle, limit=1) < 1  # it waited longest
+        time.sleep(1.2)
+        assert healthz(campus).status == 200
+        assert closed_after(kept_alive, limit=1) < 1  # next longest
+        assert not select.select([newcomer, *busy], [], [], 0)[0]  # the others stay
+
+        newcomer.sendall(SLOW_BODY)
+        time.sleep(0.5)  # read by the server: busy from now on
+        busy += [newcomer, *hold(campus.port, 1)]
+        time.sleep(1.2)
+        assert healthz(campus).status == 503  # all busy: nobody to close
+        assert not select.select(busy, [], [], 0)[0]
+        for sock in busy:
+            sock.close()
+        log = [line for line in lines_of(campus) if "closing those that waited" in line]
+        assert len(log) == 1, log
+
+
 def test_the_cap_stays_below_the_open_files_limit() -> None:
     """``ulimit -n 128``: the server takes what the limit allows and refuses the rest."""
     with running(campus_env(), nofile=128) as campus:
         assert any("max_connections 4096 lowered to 96" in line for line in lines_of(campus))
         before = cpu_seconds(campus.process.pid)
-        held = connections(campus.port, 200)  # more than the limit
+        held = connections(campus.port, 200)  # more than the limit, all busy
+        for sock in held:
+            with contextlib.suppress(OSError):  # refused ones may be closed already
+                sock.sendall(SLOW_BODY)
         assert eventually(lambda: healthz(campus).status == 503)
         time.sleep(1)
         assert cpu_seconds(campus.process.pid) - before < 1.0  # no spinning
