@@ -1,6 +1,7 @@
 """Slow and numerous clients against a real campus: does /healthz keep answering?
 
-For each attack (slowhttptest's slowloris ``-H``, slow body ``-B`` and slow read ``-X``) this
+For each attack (slowhttptest's slowloris ``-H``, slow body ``-B`` and slow read ``-X``; and
+``none``, the same probing without an attack: this machine's noise floor in the same run) this
 starts ``python -m campus`` from this checkout under a lowered open-files limit (``ulimit -n``,
 512 by default), lets slowhttptest open its connections (1,000 by default), and meanwhile
 asks ``GET /healthz`` on a fresh connection every 20 ms. It reports, per attack:
@@ -11,9 +12,10 @@ asks ``GET /healthz`` on a fresh connection every 20 ms. It reports, per attack:
 - the server's CPU use during the attack (a spinning accept loop shows up here);
 - the bytes the server wrote to stderr (tracebacks per failed accept show up here).
 
-    python3 bench/slowclients.py                       # all three attacks, 30 s each
+    python3 bench/slowclients.py                       # every attack, 30 s each
     python3 bench/slowclients.py --attacks slowloris --nofile 512 --connections 1000 --length 20
     python3 bench/slowclients.py --json bench/slowclients.json
+    python3 bench/slowclients.py --attacks slowread --pipeline 10   # 10 requests per connection
 
 Needs Debian's slowhttptest. The targets: p99 of the 200s under 100 ms, no failed probe once
 the attack's connections have been cut, stderr under 1 MB.
@@ -41,13 +43,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: slowhttptest arguments per attack, after the common ``-c -r -l -u``.
 ATTACKS: dict[str, tuple[str, list[str]]] = {
+    # No attack: the probes alone, for this machine's noise floor in the same run.
+    "none": ("/", []),
     # Headers that never end: a header line every 5 s.
     "slowloris": ("/", ["-H", "-i", "5"]),
     # An 8 KiB body sent a few bytes every 5 s. Not to /login: slowhttptest sends a foreign
     # Referer, which /login refuses before reading a byte; "/" reads the whole body first.
     "slowbody": ("/", ["-B", "-i", "5", "-s", "8192", "-t", "POST"]),
-    # Ten pipelined requests for a module, read 16 bytes every 2 s through a tiny window.
-    "slowread": ("/js/views.js", ["-X", "-k", "10", "-n", "2", "-w", "1", "-y", "32", "-z", "16"]),
+    # A module read 16 bytes every 2 s through a tiny window (-k: requests per connection,
+    # pipelined; --pipeline 10 turns the attack into a burst of 10 requests per connection).
+    "slowread": ("/js/views.js", ["-X", "-n", "2", "-w", "1", "-y", "32", "-z", "16"]),
 }
 
 
@@ -64,6 +69,7 @@ class Result:
     nofile: int
     connections: int
     length_s: int
+    pipeline: int = 1  # slow read's requests per connection
     probes: int = 0
     ok: int = 0
     busy: int = 0
@@ -72,6 +78,10 @@ class Result:
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    # Once every attacking connection is open (after the ramp at --rate): only slowness left.
+    held_probes: int = 0
+    held_ok: int = 0
+    held_p99_ms: float | None = None
     server_cpu_percent: float = 0.0
     max_open_fds: int = 0
     stderr_bytes: int = 0
@@ -158,11 +168,16 @@ def run(attack: str, args: argparse.Namespace) -> Result:
         stderr_path = Path(tmp) / "campus.stderr"
         campus = start_campus(port, args.nofile, stderr_path, env)
         cpu_before = cpu_seconds(campus.pid)
+        if attack == "slowread":
+            extra = [*extra, "-k", str(args.pipeline)]
+            result.pipeline = args.pipeline
         command = [
             "slowhttptest", *extra,
             "-c", str(args.connections), "-r", str(args.rate), "-l", str(args.length),
             "-p", "3", "-u", f"http://127.0.0.1:{port}{path}",
         ]  # fmt: skip
+        if attack == "none":
+            command = ["sleep", str(args.length)]
         attacker = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp
         )
@@ -216,9 +231,20 @@ def run(attack: str, args: argparse.Namespace) -> Result:
     result.failed_after_cut = sum(p.outcome not in ("200", "503") for p in probes[-50:])
     if latencies:
         result.p50_ms = round(statistics.median(latencies), 1)
-        result.p99_ms = round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)
+        result.p99_ms = p99(latencies)
         result.max_ms = round(latencies[-1], 1)
+    ramp = args.connections / args.rate + 2
+    held = [p for p in probes[:-50] if p.at > ramp]
+    result.held_probes = len(held)
+    held_latencies = sorted(p.latency_ms for p in held if p.outcome == "200")
+    result.held_ok = len(held_latencies)
+    if held_latencies:
+        result.held_p99_ms = p99(held_latencies)
     return result
+
+
+def p99(ordered: list[float]) -> float:
+    return round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1)
 
 
 def main() -> int:
@@ -228,6 +254,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=200, help="new connections per second")
     parser.add_argument("--length", type=int, default=30, help="seconds per attack")
+    parser.add_argument(
+        "--pipeline", type=int, default=1, help="slow read: requests per connection (1-10)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--logs", type=Path, help="keep each run's server stderr in this directory")
     args = parser.parse_args()
@@ -254,6 +283,7 @@ def main() -> int:
             f"{result.attack:9}  probes {result.probes:4}  200 {result.ok:4}  503 {result.busy:4}"
             f"  failed {result.failed:4} (after the attack: {result.failed_after_cut})"
             f"  p50 {result.p50_ms} ms  p99 {result.p99_ms} ms  max {result.max_ms} ms"
+            f"  held: {result.held_ok}/{result.held_probes} ok, p99 {result.held_p99_ms} ms"
             f"  cpu {result.server_cpu_percent}%  fds<= {result.max_open_fds}"
             f"  stderr {result.stderr_bytes} B ({result.tracebacks} tracebacks)"
             f"  exit {result.exit_code}",
