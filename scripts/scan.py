@@ -146,12 +146,13 @@ def findings(report: Path) -> list[str]:
     except (OSError, ValueError):
         return ["(wapiti wrote no report)"]
     lines = []
-    for section in ("vulnerabilities", "anomalies", "additionals"):
+    sections = {"vulnerabilities": "vulnerability", "anomalies": "anomaly", "additionals": "note"}
+    for section, kind in sections.items():
         for category, items in (data.get(section) or {}).items():
             for item in items:
                 where = f"{item.get('method', '')} {item.get('path', '')}".strip()
                 info = " ".join(str(item.get("info", "")).split())[:160]
-                lines.append(f"{section[:-1]}: {category}: {where}: {info}")
+                lines.append(f"{kind}: {category}: {where}: {info}")
     return lines
 
 
