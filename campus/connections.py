@@ -17,9 +17,8 @@ floods the log. :class:`BoundedServer` closes each of these:
 - accept() failing for want of descriptors pauses accepting until a connection closes or a
   short back-off passes, and is logged once a minute with a count, not once per attempt.
 
-Per request: headers over :data:`MAX_HEADER_SIZE` get a JSON 431; an answer sent before the
-request's body was read says ``Connection: close`` (Tornado then closes the connection, and
-used to do so without saying it); no response names the server's software.
+Each request goes through :mod:`campus.exchange`: oversized headers, early answers and the
+``Server`` header are handled there.
 """
 
 from __future__ import annotations
@@ -27,28 +26,26 @@ from __future__ import annotations
 import contextlib
 import copy
 import errno
-import json
 import logging
 import os
 import resource
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from tornado import httputil
-from tornado.concurrent import Future
 from tornado.http1connection import HTTP1ServerConnection
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 
+from campus.exchange import ConnectionState, Exchange, Waiting, Watch, json_error
+
 log = logging.getLogger("campus.connections")
 
-#: Request line and headers together; a request with more is answered 431.
-MAX_HEADER_SIZE = 32 * 1024
 #: Past this much without the end of the headers, Tornado closes the connection unanswered.
 HARD_HEADER_SIZE = 64 * 1024
 #: Descriptors kept back from client connections for Redis, static files, logs, ...
@@ -63,21 +60,7 @@ SWEEP_INTERVAL_MS = 1000  # how often responses are checked against body_timeout
 REPORT_EVERY = 60.0  # seconds between two log lines about the same trouble
 
 
-def _canned(status: int, message: str) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps({"errorMessage": message}).encode()
-    headers = {
-        "Content-Type": "application/json; charset=UTF-8",
-        "Content-Length": str(len(body)),
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-        "Connection": "close",
-    }
-    if status == 503:
-        headers["Retry-After"] = "1"
-    return body, headers
-
-
-_BUSY_BODY, _BUSY_HEADERS = _canned(503, "Server busy")
+_BUSY_BODY, _BUSY_HEADERS = json_error(503, "Server busy")
 #: Sent as is, without parsing the request, to a connection past the limit.
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -85,7 +68,6 @@ BUSY = (
     + b"\r\n"
     + _BUSY_BODY
 )
-_TOO_LARGE_BODY, _TOO_LARGE_HEADERS = _canned(431, "Request headers too large")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,18 +144,6 @@ class _Listener(socket.socket):
             raise BlockingIOError(errno.EAGAIN, "accepting paused") from None
 
 
-class _Connection:
-    """What the server knows of one client connection."""
-
-    __slots__ = ("requests", "responding_since", "stream", "waiting_since")
-
-    def __init__(self, stream: IOStream) -> None:
-        self.stream = stream
-        self.requests = 0  # started on it so far
-        self.waiting_since = time.monotonic()  # for a request's headers, if in _waiting
-        self.responding_since: float | None = None  # a response not yet handed to the kernel
-
-
 class BoundedServer(HTTPServer):
     """Tornado's HTTPServer with the bounds described in this module's docstring."""
 
@@ -200,9 +170,9 @@ class BoundedServer(HTTPServer):
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
         self.open_connections = 0
-        self._live: dict[IOStream, _Connection] = {}
+        self._live: dict[IOStream, ConnectionState] = {}
         # Connections waiting for a request's headers, the longest waiting first.
-        self._waiting: OrderedDict[_Connection, None] = OrderedDict()
+        self._waiting: Waiting = OrderedDict()
         self._paused: list[_Listener] = []
         self._backoff = BACKOFF_FIRST
         self._resume_handle: object | None = None
@@ -271,7 +241,7 @@ class BoundedServer(HTTPServer):
             self._refuse(stream)
             return
         self.open_connections += 1
-        record = self._live[stream] = _Connection(stream)
+        record = self._live[stream] = ConnectionState(stream)
         self._waiting[record] = None
         # Each connection gets its own parameters: its header timeout grows to the idle
         # timeout once it has served a request (start_request), which Tornado reads afresh
@@ -298,7 +268,7 @@ class BoundedServer(HTTPServer):
         oldest.stream.close()
         return True
 
-    def _forget(self, record: _Connection) -> None:
+    def _forget(self, record: ConnectionState) -> None:
         """No longer count *record*: it is closing."""
         if self._live.pop(record.stream, None) is not None:
             self.open_connections -= 1
@@ -322,7 +292,7 @@ class BoundedServer(HTTPServer):
         conn = cast(HTTP1ServerConnection, server_conn)
         record = self._live.get(conn.stream)
         if record is None:  # closed to make room; Tornado has yet to notice
-            record = _Connection(conn.stream)
+            record = ConnectionState(conn.stream)
         elif record.requests:
             # A request has been answered: from now on the wait is idle time.
             if record.requests == 1:
@@ -331,8 +301,8 @@ class BoundedServer(HTTPServer):
             self._waiting[record] = None
         record.requests += 1
         record.responding_since = None  # the previous response, if any, has been sent
-        exchange = _Exchange(request_conn, record, self._waiting)
-        return _Watch(super().start_request(server_conn, exchange), exchange)
+        exchange = Exchange(request_conn, record, self._waiting)
+        return Watch(super().start_request(server_conn, exchange), exchange)
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)
@@ -353,89 +323,3 @@ class BoundedServer(HTTPServer):
                 record.responding_since = None
                 self._cut.note(self.limits.body_timeout)
                 record.stream.close()
-
-
-class _Exchange(httputil.HTTPConnection):
-    """One request's connection as the application sees it (Tornado's HTTP1Connection)."""
-
-    def __init__(
-        self,
-        conn: httputil.HTTPConnection,
-        record: _Connection,
-        waiting: OrderedDict[_Connection, None],
-    ) -> None:
-        self._conn = conn
-        self._record = record
-        self._waiting = waiting
-        self.body_read = False
-
-    def headers_arrived(self) -> None:
-        self._waiting.pop(self._record, None)  # busy now: never closed to make room
-
-    def write_headers(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-        chunk: bytes | None = None,
-    ) -> Future[None]:
-        if "Server" in headers:
-            del headers["Server"]  # Tornado's name and version: nobody's business
-        if not self.body_read:
-            # Tornado closes a connection whose request body it has not read once this
-            # response is out; without this header the client would reuse it and get a reset.
-            headers["Connection"] = "close"
-        self._record.responding_since = time.monotonic()
-        return self._conn.write_headers(start_line, headers, chunk)
-
-    def write(self, chunk: bytes) -> Future[None]:
-        return self._conn.write(chunk)
-
-    def finish(self) -> None:
-        self._conn.finish()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)  # set_close_callback, context, ...
-
-
-class _Watch(httputil.HTTPMessageDelegate):
-    """Sees each request on its way to the application; answers 431 itself."""
-
-    def __init__(self, inner: httputil.HTTPMessageDelegate, exchange: _Exchange) -> None:
-        self.inner = inner
-        self.exchange = exchange
-
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> Awaitable[None] | None:
-        self.exchange.headers_arrived()
-        if _header_size(start_line, headers) > MAX_HEADER_SIZE:
-            self.inner = httputil.HTTPMessageDelegate()  # the application never sees it
-            reply = httputil.ResponseStartLine("HTTP/1.1", 431, "Request Header Fields Too Large")
-            self.exchange.write_headers(
-                reply, httputil.HTTPHeaders(_TOO_LARGE_HEADERS), _TOO_LARGE_BODY
-            )
-            self.exchange.finish()
-            return None
-        return self.inner.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return self.inner.data_received(chunk)
-
-    def finish(self) -> None:
-        self.exchange.body_read = True
-        self.inner.finish()
-
-    def on_connection_close(self) -> None:
-        self.inner.on_connection_close()
-
-
-def _header_size(
-    start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-    headers: httputil.HTTPHeaders,
-) -> int:
-    size = sum(len(str(part)) + 1 for part in start_line)
-    for name, value in headers.get_all():
-        size += len(name) + len(value) + 4  # ": " and CRLF
-    return size

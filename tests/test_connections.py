@@ -175,7 +175,13 @@ def test_the_cap_stays_below_the_open_files_limit() -> None:
         for sock in held:
             with contextlib.suppress(OSError):  # refused ones may be closed already
                 sock.sendall(SLOW_BODY)
-        assert eventually(lambda: healthz(campus).status == 503)
+        seen: list[int | None] = []
+
+        def refused() -> bool:
+            seen.append(healthz(campus).status)
+            return seen[-1] == 503
+
+        assert eventually(refused), seen
         time.sleep(1)
         assert cpu_seconds(campus.process.pid) - before < 1.0  # no spinning
         assert open_descriptors(campus.process.pid) < 128
