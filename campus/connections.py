@@ -290,6 +290,11 @@ class BoundedServer(HTTPServer):
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         conn = cast(HTTP1ServerConnection, server_conn)
+        if conn.stream.closed():
+            # Closed after its last answer (Connection: close, a timeout, to make room), yet
+            # Tornado would still run what it had buffered: the client, told the connection
+            # was gone, would send it again, and it would run twice.
+            return httputil.HTTPMessageDelegate()
         record = self._live.get(conn.stream)
         if record is None:  # closed to make room; Tornado has yet to notice
             record = ConnectionState(conn.stream)
