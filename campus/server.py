@@ -18,12 +18,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from campus.app import make_app
 from campus.config import Config
+from campus.connections import BoundedServer, Limits
 from campus.express import ExpressSessions
 from campus.inflight import InFlight
 from campus.logs import configure as configure_logging
@@ -237,14 +237,22 @@ async def _serve(services: Services) -> int:
         if copy_in_flight is not None:
             refresh = PeriodicCallback(copy_in_flight, 1000)
             refresh.start()
-    server = HTTPServer(in_flight.wrap(app), max_body_size=MAX_BODY_SIZE)
+    bounds = config.server
+    limits = Limits(
+        max_connections=bounds.max_connections,
+        idle_timeout=bounds.idle_timeout,
+        header_timeout=bounds.header_timeout,
+        body_timeout=bounds.body_timeout,
+        max_body_size=MAX_BODY_SIZE,
+    )
+    server = BoundedServer(in_flight.wrap(app), limits)
     sockets = bind_sockets(config.server.port, config.server.host)
+    port = sockets[0].getsockname()[1]
     server.add_sockets(sockets)
     sweeper = None
     if isinstance(store, MemoryStore):
         sweeper = PeriodicCallback(_sweeper(store, services.metrics), SWEEP_INTERVAL_MS)
         sweeper.start()
-    port = sockets[0].getsockname()[1]
     log.info(
         "campus (%s, %s store) listening on http://%s:%s",
         config.env,

@@ -44,8 +44,10 @@ def build(
     body: bytes | None = None,
     *,
     host: str = "127.0.0.1",
+    close: bool = True,
 ) -> bytes:
-    """A request; Host, Content-Length and ``Connection: close`` added unless given."""
+    """A request; Host, Content-Length and (unless *close* is false) ``Connection: close``
+    added unless given."""
 
     def raw(text: str | bytes) -> bytes:
         return text if isinstance(text, bytes) else text.encode("latin-1")
@@ -57,7 +59,8 @@ def build(
         lines.append(b"Host: " + host.encode())
     if body is not None and b"content-length" not in names:
         lines.append(b"Content-Length: " + str(len(body)).encode())
-    lines.append(b"Connection: close")
+    if close:
+        lines.append(b"Connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
 
 
@@ -77,6 +80,37 @@ def exchange(port: int, request: bytes, *, timeout: float = 10) -> Response:
                 break
             chunks.append(chunk)
     return Response(b"".join(chunks))
+
+
+def read_response(sock: socket.socket) -> Response:
+    """One response from a connection that may stay open: up to the end of its body
+    (Content-Length, else chunked, else the server closing); b"" if it closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return Response(data)
+        data += chunk
+    head = Response(data)
+    length = head.headers.get("content-length")
+    if length is not None:
+        end = data.index(b"\r\n\r\n") + 4 + int(length)
+        while len(data) < end:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return Response(data[:end])
+    if head.headers.get("transfer-encoding", "").lower() == "chunked":
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return Response(data)
+    while chunk := sock.recv(65536):
+        data += chunk
+    return Response(data)
 
 
 def plant_site(root: Path) -> set[bytes]:

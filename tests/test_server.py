@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -66,15 +67,25 @@ class Campus:
         *,
         cwd: Path = REPO,
         command: list[str] | None = None,
+        nofile: int | None = None,
     ) -> None:
-        """``command`` (default ``python -m campus``) gets ``--port`` added; run in *cwd*."""
+        """``command`` (default ``python -m campus``) gets ``--port`` added; run in *cwd*.
+
+        *nofile*: the process's open-files limit (``ulimit -n``), if not inherited.
+        """
         self.port = port or free_port()
+
+        def limit_files() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.process = subprocess.Popen(
             [*(command or [sys.executable, "-m", "campus"]), "--port", str(self.port)],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=limit_files if nofile is not None else None,
         )
         # Drain the output as it comes: under load the log fills a pipe's 64 KiB, and a server
         # blocked writing its log looks exactly like a server that hangs.

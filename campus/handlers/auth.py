@@ -142,10 +142,22 @@ def _credentials(body: bytes) -> tuple[str, str]:
     return fields["email"], fields["password"]
 
 
+#: Sec-Fetch-Site values of a GET /logout the browser made for one of our own pages.
+OWN_FETCH_SITES = {"same-origin", "none"}  # "none": typed in the address bar, a bookmark
+
+
 class LogoutHandler(SessionHandler):
-    """Destroy the session and expire its cookie; a store failure is a 500, not a shrug."""
+    """Destroy the session and expire its cookie; a store failure is a 500, not a shrug.
+
+    GET stays for the Express app's clients. A browser says in ``Sec-Fetch-Site`` when it
+    fetches it for another origin's page (an ``<img>``, a link), and that is refused before
+    anything changes; clients that send no such header (curl, scripts) are unaffected.
+    """
 
     async def prepare(self) -> None:
+        site = self.request.headers.get("Sec-Fetch-Site")
+        if self.request.method == "GET" and site is not None and site not in OWN_FETCH_SITES:
+            raise ApiError(403, "Cross-origin request refused")
         try:
             await self.load_session()
             await self.claim_express_session()  # logging out ends the Express session too
@@ -161,8 +173,15 @@ class LogoutHandler(SessionHandler):
             raise ApiError(500, "Could not log out.") from None
         if signed_in:
             count_sessions_destroyed(self.settings, "logout")
-        self.set_header("Clear-Site-Data", '"cookies"')
+        if self._carried_session_cookie():
+            # Only then: otherwise any page could wipe every cookie of the site with an
+            # <img src=/logout> that carries none (SameSite keeps it off cross-site requests).
+            self.set_header("Clear-Site-Data", '"cookies"')
         self.write({})
+
+    def _carried_session_cookie(self) -> bool:
+        cookies = self.request.headers.get_list("Cookie")
+        return cookie_from_headers(cookies, self.session_manager.cookie.name) is not None
 
     post = get
 

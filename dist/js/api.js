@@ -53,7 +53,8 @@ function seconds(header) {
 
 export const me = () => request("GET", "/api/me");
 export const login = (email, password) => request("POST", "/login", { email, password });
-export const logout = () => request("GET", "/logout");
+// POST: GET /logout stays for old clients, and is refused when another site's page asks.
+export const logout = () => request("POST", "/logout");
 export const sessions = () => request("GET", "/api/sessions");
 export const endSession = (handle) => request("DELETE", `/api/sessions/${encodeURIComponent(handle)}`);
 export const endOtherSessions = () => request("POST", "/api/sessions/end-others", {});

@@ -48,10 +48,24 @@ export function isClientRoute(pathname) {
   return !pathname.startsWith("/api/") && !last.includes(".") && pathname !== "/logout";
 }
 
-/** A safe place to return to after signing in: a local path, never another site. */
+/**
+ * A safe place to return to after signing in: a path on this origin, never another site.
+ *
+ * The URL API resolves *value* the way the browser would (dot segments, %2e, backslashes,
+ * tabs and newlines dropped), then the result must name this origin and still do so when
+ * used on its own: "/.//evil.example" resolves to the path "//evil.example", which as a link
+ * or a pushState() target is another host. Anything else, and /login itself, is "/".
+ */
 export function safeNext(value) {
-  if (typeof value !== "string" || !/^\/(?![/\\])/.test(value) || value.includes("\\")) return "/";
-  const url = new URL(value, location.origin);
+  if (typeof value !== "string" || !value.startsWith("/")) return "/";
+  let url;
+  try {
+    url = new URL(value, location.origin);
+  } catch {
+    return "/";
+  }
+  const path = url.pathname + url.search;
   if (url.origin !== location.origin || url.pathname === "/login") return "/";
-  return url.pathname + url.search;
+  if (!path.startsWith("/") || path.startsWith("//")) return "/";
+  return new URL(path, location.origin).origin === location.origin ? path : "/";
 }

@@ -37,6 +37,10 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = REPO / "test-artifacts"
 TIMEOUT_MS = 10_000
+#: axe-core from tests/e2e/package-lock.json (`npm ci` in tests/e2e; .ci/run does it).
+AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+#: WCAG 2.0, 2.1 and 2.2, levels A and AA.
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -133,3 +137,38 @@ def open_page(
 @pytest.fixture
 def page(open_page: Callable[[str], Page], campus: Campus) -> Page:
     return open_page(base_url(campus))
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    if not AXE.is_file():
+        pytest.fail(
+            f"axe-core is not installed at {AXE}: (cd tests/e2e && npm ci) (.ci/run does it)",
+            pytrace=False,
+        )
+    return AXE.read_text()
+
+
+@pytest.fixture
+def assert_accessible(axe_source: str) -> Callable[[Page, str], None]:
+    """assert_accessible(page, "what the page shows") → axe-core finds no WCAG 2.2 AA violation.
+
+    axe goes in through page.evaluate: the page's Content-Security-Policy (no inline script,
+    Trusted Types) governs the page's own scripts, not what the test runs in it, so the check
+    sees the page exactly as users get it.
+    """
+
+    def check(page: Page, state: str) -> None:
+        if not page.evaluate("() => typeof window.axe === 'object'"):
+            page.evaluate(axe_source)
+        results = page.evaluate(
+            "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_AA
+        )
+        problems = [
+            f"{violation['id']} ({violation['impact']}): {violation['help']} at "
+            + ", ".join(str(node["target"]) for node in violation["nodes"])
+            for violation in results["violations"]
+        ]
+        assert problems == [], f"{state}: " + "; ".join(problems)
+
+    return check

@@ -14,6 +14,8 @@ from tests.conftest import PASSWORD, RedisServer
 from tests.e2e.conftest import base_url
 from tests.test_server import Campus, campus_env
 
+Accessible = Callable[[Page, str], None]
+
 
 def heading(page: Page) -> Locator:
     return page.get_by_role("heading", level=1)
@@ -37,17 +39,21 @@ def server_get(campus: Campus, path: str, sid: str) -> int:
     return campus.request(path)[0]
 
 
-def test_sign_in_reload_a_deep_link_and_sign_out(page: Page, campus: Campus) -> None:
+def test_sign_in_reload_a_deep_link_and_sign_out(
+    page: Page, campus: Campus, assert_accessible: Accessible
+) -> None:
     url = base_url(campus)
     page.goto("/account")
     expect(page).to_have_url(f"{url}/login?next=%2Faccount")  # /api/me said 401
     expect(heading(page)).to_have_text("Sign in")
+    assert_accessible(page, "sign-in")
 
     sign_in(page)
     expect(page).to_have_url(f"{url}/account")
     expect(heading(page)).to_have_text("Your account")
     expect(page.get_by_role("definition").filter(has_text="ann@campus.test")).to_be_visible()
     expect(page.get_by_role("banner")).to_contain_text("Signed in as Ann")
+    assert_accessible(page, "account")
 
     page.reload()  # a deep link: the server's SPA fallback, then the client route
     expect(heading(page)).to_have_text("Your account")
@@ -63,10 +69,14 @@ def test_sign_in_reload_a_deep_link_and_sign_out(page: Page, campus: Campus) -> 
     expect(page).to_have_url(f"{url}/")
     expect(heading(page)).to_have_text("Welcome, Ann")
     expect(heading(page)).to_be_focused()  # focus follows the route change
+    assert_accessible(page, "home")
 
-    page.get_by_role("banner").get_by_role("button", name="Sign out").click()
+    with page.expect_request("**/logout") as logout:
+        page.get_by_role("banner").get_by_role("button", name="Sign out").click()
+    assert logout.value.method == "POST"  # GET /logout is refused to other origins' pages
     expect(page).to_have_url(f"{url}/login")
     expect(page.get_by_role("main").get_by_text("You have been signed out.")).to_be_visible()
+    assert_accessible(page, "signed-out message")
     expect(page.get_by_text("Signed in as")).to_be_hidden()
     expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
 
@@ -77,10 +87,13 @@ def test_sign_in_reload_a_deep_link_and_sign_out(page: Page, campus: Campus) -> 
     assert server_get(campus, "/api/me", sid) == 401
 
 
-def test_a_wrong_password_shows_the_servers_message(page: Page, campus: Campus) -> None:
+def test_a_wrong_password_shows_the_servers_message(
+    page: Page, campus: Campus, assert_accessible: Accessible
+) -> None:
     page.goto("/login")
     sign_in(page, password="not the password")
     expect(page.get_by_role("alert").filter(has_text="Permission denied!")).to_be_visible()
+    assert_accessible(page, "sign-in with an error")
     expect(page).to_have_url(f"{base_url(campus)}/login")
     expect(page.get_by_label("Password")).to_be_focused()
     expect(page.get_by_label("Password")).to_have_value("")
@@ -129,7 +142,7 @@ def test_an_ended_session_sends_the_user_to_sign_in(page: Page, campus: Campus) 
 
 
 def test_a_throttled_sign_in_shows_the_servers_message(
-    open_page: Callable[[str], Page], users_file: Path
+    open_page: Callable[[str], Page], users_file: Path, assert_accessible: Accessible
 ) -> None:
     """A real 429 from a server of this test's own (its counters must not throttle others)."""
     env = campus_env(
@@ -146,6 +159,7 @@ def test_a_throttled_sign_in_shows_the_servers_message(
         alert = page.get_by_role("alert").filter(has_text="Too many failed logins")
         expect(alert).to_be_visible()
         expect(alert).to_contain_text(re.compile(r"try again in (2 minutes|1 minute|\d+ seconds)"))
+        assert_accessible(page, "sign-in throttled")
         assert [c for c in page.context.cookies() if c["name"] == "campus.sid"] == []
     finally:
         log = campus.stop()
@@ -153,7 +167,10 @@ def test_a_throttled_sign_in_shows_the_servers_message(
 
 
 def test_a_store_outage_shows_the_servers_message_and_recovers(
-    open_page: Callable[[str], Page], users_file: Path, tmp_path: Path
+    open_page: Callable[[str], Page],
+    users_file: Path,
+    tmp_path: Path,
+    assert_accessible: Accessible,
 ) -> None:
     """A Redis of this test's own, frozen (SIGSTOP) and thawed under the running server.
 
@@ -189,6 +206,7 @@ def test_a_store_outage_shows_the_servers_message_and_recovers(
         page.reload()
         expect(page.get_by_role("alert").filter(has_text=unavailable)).to_be_visible()
         expect(heading(page)).to_have_text(re.compile("can't check your session"))
+        assert_accessible(page, "store unavailable")
 
         os.kill(pid, signal.SIGCONT)
         page.get_by_role("button", name="Try again").click()
@@ -198,3 +216,21 @@ def test_a_store_outage_shows_the_servers_message_and_recovers(
         log = campus.stop()
         redis.stop()
     assert "Traceback" not in log, log
+
+
+def test_not_found_and_already_signed_in(
+    page: Page, campus: Campus, assert_accessible: Accessible
+) -> None:
+    page.goto("/no/such/page")
+    expect(heading(page)).to_have_text("Page not found")
+    assert_accessible(page, "not found, signed out")
+
+    page.goto("/login")
+    sign_in(page)
+    expect(heading(page)).to_have_text("Welcome, Ann")
+    page.goto("/no/such/page")
+    expect(heading(page)).to_have_text("Page not found")
+    assert_accessible(page, "not found, signed in")
+    page.goto("/login")
+    expect(heading(page)).to_have_text("You are already signed in")
+    assert_accessible(page, "already signed in")

@@ -1,0 +1,148 @@
+"""One request on a bounded connection, between Tornado and the application.
+
+:class:`Watch` sees the request arrive, :class:`Exchange` sees the answer leave:
+
+- request line and headers over :data:`MAX_HEADER_SIZE` are answered 431 here, as JSON, and
+  the application never sees them;
+- an answer sent before the request's body was read says ``Connection: close``: Tornado
+  closes such a connection once the answer is out, and used to do so without saying it, so a
+  client reusing it got a reset;
+- no answer carries Tornado's ``Server`` header (its name and version);
+- the connection's :class:`ConnectionState` learns when headers arrived (it is busy from
+  then on) and when an answer started (its client must take it in within a deadline).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
+from typing import Any
+
+from tornado import httputil
+from tornado.concurrent import Future
+from tornado.iostream import IOStream
+
+#: Request line and headers together; a request with more is answered 431.
+MAX_HEADER_SIZE = 32 * 1024
+
+
+def json_error(status: int, message: str) -> tuple[bytes, dict[str, str]]:
+    """A JSON error answer of our own, sent without the application: body and headers."""
+    body = json.dumps({"errorMessage": message}).encode()
+    headers = {
+        "Content-Type": "application/json; charset=UTF-8",
+        "Content-Length": str(len(body)),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Connection": "close",
+    }
+    if status == 503:
+        headers["Retry-After"] = "1"
+    return body, headers
+
+
+_TOO_LARGE_BODY, _TOO_LARGE_HEADERS = json_error(431, "Request headers too large")
+
+
+class ConnectionState:
+    """What the server knows of one client connection."""
+
+    __slots__ = ("requests", "responding_since", "stream", "waiting_since")
+
+    def __init__(self, stream: IOStream) -> None:
+        self.stream = stream
+        self.requests = 0  # started on it so far
+        self.waiting_since = time.monotonic()  # for a request's headers, while in Waiting
+        self.responding_since: float | None = None  # a response not yet handed to the kernel
+
+
+#: Connections waiting for a request's headers, the one waiting longest first.
+Waiting = OrderedDict[ConnectionState, None]
+
+
+class Exchange(httputil.HTTPConnection):
+    """One request's connection as the application sees it (Tornado's HTTP1Connection)."""
+
+    def __init__(
+        self,
+        conn: httputil.HTTPConnection,
+        record: ConnectionState,
+        waiting: Waiting,
+    ) -> None:
+        self._conn = conn
+        self._record = record
+        self._waiting = waiting
+        self.body_read = False
+
+    def headers_arrived(self) -> None:
+        self._waiting.pop(self._record, None)  # busy now: never closed to make room
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> Future[None]:
+        if "Server" in headers:
+            del headers["Server"]  # Tornado's name and version: nobody's business
+        if not self.body_read:
+            # Tornado closes a connection whose request body it has not read once this
+            # response is out; without this header the client would reuse it and get a reset.
+            headers["Connection"] = "close"
+        self._record.responding_since = time.monotonic()
+        return self._conn.write_headers(start_line, headers, chunk)
+
+    def write(self, chunk: bytes) -> Future[None]:
+        return self._conn.write(chunk)
+
+    def finish(self) -> None:
+        self._conn.finish()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)  # set_close_callback, context, ...
+
+
+class Watch(httputil.HTTPMessageDelegate):
+    """Sees each request on its way to the application; answers 431 itself."""
+
+    def __init__(self, inner: httputil.HTTPMessageDelegate, exchange: Exchange) -> None:
+        self.inner = inner
+        self.exchange = exchange
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        self.exchange.headers_arrived()
+        if header_size(start_line, headers) > MAX_HEADER_SIZE:
+            self.inner = httputil.HTTPMessageDelegate()  # the application never sees it
+            reply = httputil.ResponseStartLine("HTTP/1.1", 431, "Request Header Fields Too Large")
+            self.exchange.write_headers(
+                reply, httputil.HTTPHeaders(_TOO_LARGE_HEADERS), _TOO_LARGE_BODY
+            )
+            self.exchange.finish()
+            return None
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self.exchange.body_read = True
+        self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        self.inner.on_connection_close()
+
+
+def header_size(
+    start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+    headers: httputil.HTTPHeaders,
+) -> int:
+    size = sum(len(str(part)) + 1 for part in start_line)
+    for name, value in headers.get_all():
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size
