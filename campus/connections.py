@@ -60,14 +60,11 @@ SWEEP_INTERVAL_MS = 1000  # how often responses are checked against body_timeout
 REPORT_EVERY = 60.0  # seconds between two log lines about the same trouble
 
 
-_BUSY_BODY, _BUSY_HEADERS = json_error(503, "Server busy")
-#: Sent as is, without parsing the request, to a connection past the limit.
-BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\n"
-    + b"".join(f"{name}: {value}\r\n".encode() for name, value in _BUSY_HEADERS.items())
-    + b"\r\n"
-    + _BUSY_BODY
-)
+def busy() -> bytes:
+    """Sent as is, without parsing the request, to a connection past the limit."""
+    body, headers = json_error(503, "Server busy")
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"HTTP/1.1 503 Service Unavailable\r\n{lines}\r\n".encode() + body
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +280,7 @@ class BoundedServer(HTTPServer):
         with contextlib.suppress(OSError):
             sock.recv(65536, socket.MSG_DONTWAIT)
         with contextlib.suppress(OSError):
-            sock.send(BUSY, socket.MSG_DONTWAIT)  # a new socket's buffer takes it whole
+            sock.send(busy(), socket.MSG_DONTWAIT)  # a new socket's buffer takes it whole
         stream.close()
 
     def start_request(
@@ -307,7 +304,8 @@ class BoundedServer(HTTPServer):
         record.requests += 1
         record.responding_since = None  # the previous response, if any, has been sent
         exchange = Exchange(request_conn, record, self._waiting)
-        return Watch(super().start_request(server_conn, exchange), exchange)
+        inner = super().start_request(server_conn, exchange)
+        return Watch(inner, exchange, self.limits.max_body_size)
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)

@@ -24,14 +24,22 @@ from tornado import httputil
 from tornado.concurrent import Future
 from tornado.iostream import IOStream
 
+from campus.requestid import HEADER, new_request_id, request_id_for
+
 #: Request line and headers together; a request with more is answered 431.
 MAX_HEADER_SIZE = 32 * 1024
 
 
-def json_error(status: int, message: str) -> tuple[bytes, dict[str, str]]:
-    """A JSON error answer of our own, sent without the application: body and headers."""
+def json_error(
+    status: int, message: str, request_id: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A JSON error answer of our own, sent without the application: body and headers.
+
+    It carries an ``X-Request-ID`` like every answer (a new one unless given).
+    """
     body = json.dumps({"errorMessage": message}).encode()
     headers = {
+        HEADER: request_id or new_request_id(),
         "Content-Type": "application/json; charset=UTF-8",
         "Content-Length": str(len(body)),
         "Cache-Control": "no-store",
@@ -41,9 +49,6 @@ def json_error(status: int, message: str) -> tuple[bytes, dict[str, str]]:
     if status == 503:
         headers["Retry-After"] = "1"
     return body, headers
-
-
-_TOO_LARGE_BODY, _TOO_LARGE_HEADERS = json_error(431, "Request headers too large")
 
 
 class ConnectionState:
@@ -105,11 +110,21 @@ class Exchange(httputil.HTTPConnection):
 
 
 class Watch(httputil.HTTPMessageDelegate):
-    """Sees each request on its way to the application; answers 431 itself."""
+    """Sees each request on its way to the application; answers 431 and 413 itself.
 
-    def __init__(self, inner: httputil.HTTPMessageDelegate, exchange: Exchange) -> None:
+    Tornado would answer a body declared over its limit with a bare 400 and no body; ours
+    is the JSON error every other answer has.
+    """
+
+    def __init__(
+        self,
+        inner: httputil.HTTPMessageDelegate,
+        exchange: Exchange,
+        max_body_size: int | None = None,
+    ) -> None:
         self.inner = inner
         self.exchange = exchange
+        self.max_body_size = max_body_size
 
     def headers_received(
         self,
@@ -118,14 +133,29 @@ class Watch(httputil.HTTPMessageDelegate):
     ) -> Awaitable[None] | None:
         self.exchange.headers_arrived()
         if header_size(start_line, headers) > MAX_HEADER_SIZE:
-            self.inner = httputil.HTTPMessageDelegate()  # the application never sees it
-            reply = httputil.ResponseStartLine("HTTP/1.1", 431, "Request Header Fields Too Large")
-            self.exchange.write_headers(
-                reply, httputil.HTTPHeaders(_TOO_LARGE_HEADERS), _TOO_LARGE_BODY
+            self._refuse(
+                431, "Request Header Fields Too Large", "Request headers too large", headers
             )
-            self.exchange.finish()
+            return None
+        if self._declared_too_large(headers):
+            self._refuse(413, "Content Too Large", "Request body too large", headers)
             return None
         return self.inner.headers_received(start_line, headers)
+
+    def _declared_too_large(self, headers: httputil.HTTPHeaders) -> bool:
+        declared = headers.get("Content-Length", "")
+        limit = self.max_body_size
+        return limit is not None and declared.isdigit() and int(declared) > limit
+
+    def _refuse(
+        self, status: int, reason: str, message: str, headers: httputil.HTTPHeaders
+    ) -> None:
+        """Answer here, with Connection: close; the application never sees the request."""
+        self.inner = httputil.HTTPMessageDelegate()
+        reply = httputil.ResponseStartLine("HTTP/1.1", status, reason)
+        body, fields = json_error(status, message, request_id_for(headers.get(HEADER)))
+        self.exchange.write_headers(reply, httputil.HTTPHeaders(fields), body)
+        self.exchange.finish()
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         return self.inner.data_received(chunk)

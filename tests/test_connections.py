@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import select
 import socket
@@ -127,6 +128,7 @@ def test_past_max_connections_a_new_one_gets_a_503_until_a_slot_frees() -> None:
         assert busy.headers["connection"] == "close"
         assert busy.headers["retry-after"] == "1"
         assert busy.headers["content-type"].startswith("application/json")
+        assert re.fullmatch(r"[0-9a-f]{16}", busy.headers["x-request-id"])  # like every answer
         for _ in range(20):
             assert healthz(campus).status == 503
         held.pop().close()
@@ -225,6 +227,16 @@ TIMEOUTS = {
 }
 
 
+def test_a_body_declared_over_the_servers_limit_gets_a_json_413(quick: Campus) -> None:
+    """Tornado alone would answer a bare 400 with no body (its limit is 1 MiB)."""
+    for path in ("/login", "/api/me", "/logout", "/nothing.js"):
+        request = build("POST", path, [("Content-Length", str(2 * 1024 * 1024))], close=False)
+        response = exchange(quick.port, request)
+        assert response.status == 413, path
+        assert json.loads(response.body) == {"errorMessage": "Request body too large"}
+        assert response.headers["connection"] == "close"
+
+
 @pytest.fixture(scope="module")
 def quick() -> Iterator[Campus]:
     """A server with short timeouts: 1 s for headers and bodies, 3 s idle."""
@@ -284,6 +296,9 @@ def test_headers_over_the_limit_get_a_json_431(quick: Campus) -> None:
     assert json.loads(response.body) == {"errorMessage": "Request headers too large"}
     assert response.headers["connection"] == "close"
     assert "server" not in response.headers
+    assert re.fullmatch(r"[0-9a-f]{16}", response.headers["x-request-id"])
+    theirs = [("X-Request-ID", "ticket-42"), ("X-Big", "a" * 40_000)]
+    assert exchange(quick.port, build("GET", "/", theirs)).headers["x-request-id"] == "ticket-42"
     assert exchange(quick.port, build("GET", "/healthz", [("X-Big", "a" * 30_000)])).status == 200
     # Past Tornado's own limit (64 KiB) the connection is closed without an answer.
     assert exchange(quick.port, build("GET", "/healthz", [("X-Big", "a" * 70_000)])).raw == b""
