@@ -135,8 +135,13 @@ def test_past_max_connections_a_new_one_gets_a_503_until_a_slot_frees() -> None:
         assert eventually(lambda: healthz(campus).status == 200), "no slot after one closed"
         for sock in held:
             sock.close()
-        refusals = [line for line in lines_of(campus) if "refusing connections" in line]
-        assert len(refusals) == 1, refusals  # a summary, not a line per refusal
+
+        def refusals() -> list[str]:
+            return [line for line in lines_of(campus) if "refusing connections" in line]
+
+        assert eventually(lambda: bool(refusals()))  # log lines leave in batches
+        time.sleep(0.2)
+        assert len(refusals()) == 1, refusals()  # a summary, not a line per refusal
 
 
 def test_at_the_cap_the_longest_idle_connection_makes_room() -> None:
@@ -164,14 +169,21 @@ def test_at_the_cap_the_longest_idle_connection_makes_room() -> None:
         assert not select.select(busy, [], [], 0)[0]
         for sock in busy:
             sock.close()
-        log = [line for line in lines_of(campus) if "closing those that waited" in line]
-        assert len(log) == 1, log
+
+        def closing() -> list[str]:
+            return [line for line in lines_of(campus) if "closing those that waited" in line]
+
+        assert eventually(lambda: bool(closing()))  # log lines leave in batches
+        time.sleep(0.2)
+        assert len(closing()) == 1, closing()
 
 
 def test_the_cap_stays_below_the_open_files_limit() -> None:
     """``ulimit -n 128``: the server takes what the limit allows and refuses the rest."""
     with running(campus_env(), nofile=128) as campus:
-        assert any("max_connections 4096 lowered to 96" in line for line in lines_of(campus))
+        lowered = "max_connections 4096 lowered to 96"
+        # Log lines leave in batches (within 50 ms): wait for it rather than race it.
+        assert eventually(lambda: any(lowered in line for line in lines_of(campus)))
         before = cpu_seconds(campus.process.pid)
         held: list[socket.socket] = []
         for count in (200, 20):  # more than the limit, all busy; then into any slot left
