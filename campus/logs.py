@@ -74,6 +74,25 @@ def request_id_of(record: logging.LogRecord) -> str | None:
 
 
 class _Base(logging.Formatter):
+    #: time.strftime's format for the whole seconds, and whether they are in UTC.
+    stamp_format = "%Y-%m-%d %H:%M:%S"
+    utc = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def stamp(self, record: logging.LogRecord) -> tuple[str, int]:
+        """The record's time to the second, and its milliseconds: strftime once a second,
+        not once a line."""
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            moment = time.gmtime(second) if self.utc else time.localtime(second)
+            self._stamp = time.strftime(self.stamp_format, moment)
+        return self._stamp, int((record.created - second) * 1000)
+
     def message(self, record: logging.LogRecord) -> str:
         """The whole message; formatters escape it (text) and then cut it."""
         try:
@@ -93,24 +112,15 @@ class _Base(logging.Formatter):
 class TextFormatter(_Base):
     """``2026-12-01 11:21:05,123 WARNING tornado.general [a1b2c3d4e5f60718]: message``"""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._second = -1
-        self._stamp = ""
-
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:  # strftime once a second, not once a line
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        millis = int((record.created - second) * 1000)
+        stamp, millis = self.stamp(record)
         rid = request_id_of(record)
         where = f"{record.name} [{rid}]" if rid else record.name
         text = self.message(record)
         if not text.isprintable():  # the usual line has no control character to escape
             text = text.translate(_CONTROLS)
         text = cut(text, MAX_MESSAGE)
-        line = f"{self._stamp},{millis:03d} {record.levelname} {where}: {text}"
+        line = f"{stamp},{millis:03d} {record.levelname} {where}: {text}"
         traceback = self.traceback(record)
         if traceback:  # escaped first, then cut: escapes cannot stretch it past the cap
             tail = cut_tail(traceback.translate(_TRACEBACK_CONTROLS), MAX_TRACEBACK)
@@ -121,19 +131,14 @@ class TextFormatter(_Base):
 class JsonFormatter(_Base):
     """One JSON object per record, on one line (the schema is in the module docstring)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._second = -1
-        self._stamp = ""
+    stamp_format = "%Y-%m-%dT%H:%M:%S"
+    utc = True
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:  # strftime once a second, not once a line
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp, millis = self.stamp(record)
         message = self.message(record)
         entry: dict[str, Any] = {
-            "time": f"{self._stamp}.{int((record.created - second) * 1000):03d}Z",
+            "time": f"{stamp}.{millis:03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": cut(message, MAX_MESSAGE),
