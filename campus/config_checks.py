@@ -86,6 +86,7 @@ def check(values: Values, *, production: bool, signing: bool = True) -> None:
     for section, key in (
         ("server", "processes"),
         ("server", "max_connections"),
+        ("server", "max_connections_per_client"),
         ("server", "idle_timeout"),
         ("server", "header_timeout"),
         ("server", "body_timeout"),

@@ -14,8 +14,14 @@ floods the log. :class:`BoundedServer` closes each of these:
   static files, logs): past it, the connection that has waited longest (over a second) for a
   request's headers makes room (like nginx reusing idle keep-alive connections), and if none
   has, the new connection gets a minimal 503 with ``Connection: close`` and is closed;
+- ``max_connections_per_client``: no one peer address may hold more (unless a trusted proxy
+  is the only peer, which bounds its own clients): busy connections are never closed to make
+  room, so without it one client sending bodies slowly could hold every slot for a
+  ``body_timeout`` at a time, and everyone else would get the 503;
 - accept() failing for want of descriptors pauses accepting until a connection closes or a
-  short back-off passes, and is logged once a minute with a count, not once per attempt.
+  short back-off passes, and is logged once a minute with a count, not once per attempt;
+- a request Tornado cannot parse gets its 400 as the JSON error every answer has, not a bare
+  status line.
 
 Each request goes through :mod:`campus.exchange`: oversized headers, early answers and the
 ``Server`` header are handled there.
@@ -60,11 +66,41 @@ SWEEP_INTERVAL_MS = 1000  # how often responses are checked against body_timeout
 REPORT_EVERY = 60.0  # seconds between two log lines about the same trouble
 
 
-def busy() -> bytes:
-    """Sent as is, without parsing the request, to a connection past the limit."""
-    body, headers = json_error(503, "Server busy")
+def canned(status: int, reason: str, message: str) -> bytes:
+    """A whole JSON error answer, sent as is, without the application."""
+    body, headers = json_error(status, message)
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    return f"HTTP/1.1 503 Service Unavailable\r\n{lines}\r\n".encode() + body
+    return f"HTTP/1.1 {status} {reason}\r\n{lines}\r\n".encode() + body
+
+
+def canned_busy() -> bytes:
+    """Sent as is, without parsing the request, to a connection past the limit."""
+    return canned(503, "Service Unavailable", "Server busy")
+
+
+def crowded() -> bytes:
+    """Sent as is to a client past its own share of connections."""
+    return canned(503, "Service Unavailable", "Too many connections from this address")
+
+
+#: What Tornado writes, and closes, on a request it cannot parse (HTTP1Connection).
+_BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
+def _json_400(stream: IOStream) -> None:
+    """Make *stream* answer a request Tornado cannot parse with our JSON 400.
+
+    Tornado writes its bare status line straight to the stream; this swaps that one write
+    (compared only when the length matches) for the JSON error, with a request id.
+    """
+    write = stream.write
+
+    def write_json_400(data: bytes | memoryview, *args: Any, **kwargs: Any) -> Any:
+        if len(data) == len(_BARE_400) and bytes(data) == _BARE_400:
+            data = canned(400, "Bad Request", "Malformed request")
+        return write(data, *args, **kwargs)
+
+    setattr(stream, "write", write_json_400)  # noqa: B010 (a method of this instance only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +108,7 @@ class Limits:
     """[server]'s connection bounds (seconds and counts), plus Tornado's body size limit."""
 
     max_connections: int = 4096
+    max_connections_per_client: int | None = 256  # None: no limit per peer (a trusted proxy)
     idle_timeout: float = 75.0
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -167,6 +204,7 @@ class BoundedServer(HTTPServer):
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
         self.open_connections = 0
+        self._per_client: dict[str, int] = {}
         self._live: dict[IOStream, ConnectionState] = {}
         # Connections waiting for a request's headers, the longest waiting first.
         self._waiting: Waiting = OrderedDict()
@@ -175,6 +213,9 @@ class BoundedServer(HTTPServer):
         self._resume_handle: object | None = None
         self._sweeper: PeriodicCallback | None = None
         self._refused = _Report(logging.WARNING, "refusing connections: %d open, the most allowed")
+        self._crowding = _Report(
+            logging.WARNING, "refusing connections from %s: %d open, the most allowed per client"
+        )
         self._evicted = _Report(
             logging.WARNING,
             "at the connection limit (%d): closing those that waited longest for a request",
@@ -234,12 +275,20 @@ class BoundedServer(HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
         self._backoff = BACKOFF_FIRST  # accept() works again
+        client = str(address[0]) if address else ""
+        per_client = self.limits.max_connections_per_client
+        if per_client is not None and self._per_client.get(client, 0) >= per_client:
+            self._crowding.note(client, per_client)
+            self._refuse(stream, busy=False)
+            return
         if self.open_connections >= self.max_connections and not self._make_room():
             self._refuse(stream)
             return
         self.open_connections += 1
-        record = self._live[stream] = ConnectionState(stream)
+        self._per_client[client] = self._per_client.get(client, 0) + 1
+        record = self._live[stream] = ConnectionState(stream, client)
         self._waiting[record] = None
+        _json_400(stream)
         # Each connection gets its own parameters: its header timeout grows to the idle
         # timeout once it has served a request (start_request), which Tornado reads afresh
         # before waiting for each request.
@@ -269,18 +318,26 @@ class BoundedServer(HTTPServer):
         """No longer count *record*: it is closing."""
         if self._live.pop(record.stream, None) is not None:
             self.open_connections -= 1
+            left = self._per_client.pop(record.client, 1) - 1
+            if left:
+                self._per_client[record.client] = left
         self._waiting.pop(record, None)
 
-    def _refuse(self, stream: IOStream) -> None:
-        """Answer 503 and close, without parsing anything, at once."""
-        self._refused.note(self.open_connections)
+    def _refuse(self, stream: IOStream, *, busy: bool = True) -> None:
+        """Answer 503 and close, without parsing anything, at once.
+
+        *busy*: the server is full; else this client holds too many connections already.
+        """
+        if busy:
+            self._refused.note(self.open_connections)
         sock = stream.socket
         # Read what already came: closing with unread data resets the connection, and a
         # reset can reach the client before it has read our answer.
         with contextlib.suppress(OSError):
             sock.recv(65536, socket.MSG_DONTWAIT)
         with contextlib.suppress(OSError):
-            sock.send(busy(), socket.MSG_DONTWAIT)  # a new socket's buffer takes it whole
+            reply = canned_busy() if busy else crowded()
+            sock.send(reply, socket.MSG_DONTWAIT)  # a new socket's buffer takes it whole
         stream.close()
 
     def start_request(

@@ -54,10 +54,11 @@ def json_error(
 class ConnectionState:
     """What the server knows of one client connection."""
 
-    __slots__ = ("requests", "responding_since", "stream", "waiting_since")
+    __slots__ = ("client", "requests", "responding_since", "stream", "waiting_since")
 
-    def __init__(self, stream: IOStream) -> None:
+    def __init__(self, stream: IOStream, client: str = "") -> None:
         self.stream = stream
+        self.client = client  # the peer's address: connections are also counted per client
         self.requests = 0  # started on it so far
         self.waiting_since = time.monotonic()  # for a request's headers, while in Waiting
         self.responding_since: float | None = None  # a response not yet handed to the kernel
@@ -143,9 +144,8 @@ class Watch(httputil.HTTPMessageDelegate):
         return self.inner.headers_received(start_line, headers)
 
     def _declared_too_large(self, headers: httputil.HTTPHeaders) -> bool:
-        declared = headers.get("Content-Length", "")
         limit = self.max_body_size
-        return limit is not None and declared.isdigit() and int(declared) > limit
+        return limit is not None and declared_over(headers.get("Content-Length", ""), limit)
 
     def _refuse(
         self, status: int, reason: str, message: str, headers: httputil.HTTPHeaders
@@ -166,6 +166,19 @@ class Watch(httputil.HTTPMessageDelegate):
 
     def on_connection_close(self) -> None:
         self.inner.on_connection_close()
+
+
+def declared_over(content_length: str, limit: int) -> bool:
+    """Whether a Content-Length of ASCII digits says more than *limit* bytes.
+
+    Anything else (not a number: Tornado refuses it with a 400) is False. Leading zeros are
+    legal; a number too long to be small is never converted (int() refuses more than 4,300
+    digits with an exception, and ``"²".isdigit()`` is true).
+    """
+    if not (content_length.isascii() and content_length.isdigit()):
+        return False
+    digits = content_length.lstrip("0")
+    return len(digits) > len(str(limit)) or int(digits or "0") > limit
 
 
 def header_size(

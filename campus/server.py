@@ -240,6 +240,10 @@ async def _serve(services: Services) -> int:
     bounds = config.server
     limits = Limits(
         max_connections=bounds.max_connections,
+        # Behind a trusted proxy the proxy is the only peer, and it bounds its own clients.
+        max_connections_per_client=None
+        if bounds.trust_proxy
+        else bounds.max_connections_per_client,
         idle_timeout=bounds.idle_timeout,
         header_timeout=bounds.header_timeout,
         body_timeout=bounds.body_timeout,

@@ -51,6 +51,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     processes: int = 1  # worker processes sharing the port (SO_REUSEPORT)
     max_connections: int = 4096  # open client connections; past it new ones are refused
+    max_connections_per_client: int = 256  # per peer address (not with trust_proxy)
     idle_timeout: float = 75.0  # seconds a keep-alive connection may sit between requests
     header_timeout: float = 10.0  # seconds a client may take to send a request's headers
     body_timeout: float = 30.0  # seconds a client may take to send a request's body

@@ -64,9 +64,17 @@ def build(
     return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
 
 
-def exchange(port: int, request: bytes, *, timeout: float = 10) -> Response:
-    """Send *request*, read until the server closes; a hang is a failure (TimeoutError)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def exchange(
+    port: int, request: bytes, *, timeout: float = 10, source: str | None = None
+) -> Response:
+    """Send *request*, read until the server closes; a hang is a failure (TimeoutError).
+
+    *source*: the client's own address (any 127.x.y.z is this machine: another client).
+    """
+    bind = (source, 0) if source is not None else None
+    with socket.create_connection(
+        ("127.0.0.1", port), timeout=timeout, source_address=bind
+    ) as sock:
         # It may answer (e.g. 413) and close before taking everything: read that answer.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request)

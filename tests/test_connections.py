@@ -144,6 +144,62 @@ def test_past_max_connections_a_new_one_gets_a_503_until_a_slot_frees() -> None:
         assert len(refusals()) == 1, refusals()  # a summary, not a line per refusal
 
 
+def test_one_client_cannot_hold_every_slot() -> None:
+    """Busy connections are never closed to make room: without a share per client, one
+    address sending bodies slowly would hold every slot and everyone else get the 503."""
+    env = campus_env(
+        CAMPUS_SERVER_MAX_CONNECTIONS="20", CAMPUS_SERVER_MAX_CONNECTIONS_PER_CLIENT="5"
+    )
+    with running(env) as campus:
+        held = hold(campus.port, 5)
+        time.sleep(1.2)  # they would be closed to make room, were they idle
+        mine = exchange(campus.port, build("GET", "/healthz"))
+        assert mine.status == 503
+        assert json.loads(mine.body) == {"errorMessage": "Too many connections from this address"}
+        assert mine.headers["connection"] == "close" and mine.headers["retry-after"] == "1"
+        assert exchange(campus.port, build("GET", "/healthz"), source="127.0.0.2").status == 200
+        held.pop().close()
+        assert eventually(lambda: healthz(campus).status == 200), "the client's slot came back"
+        for sock in held:
+            sock.close()
+
+
+def test_behind_a_trusted_proxy_its_connections_are_not_limited_per_client() -> None:
+    env = campus_env(CAMPUS_SERVER_MAX_CONNECTIONS_PER_CLIENT="5", CAMPUS_SERVER_TRUST_PROXY="true")
+    with running(env) as campus:
+        held = hold(campus.port, 8)  # the proxy is the only peer: it bounds its own clients
+        assert healthz(campus).status == 200
+        for sock in held:
+            sock.close()
+
+
+def test_a_request_tornado_cannot_parse_gets_a_json_400(quick: Campus) -> None:
+    for request in (
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    ):
+        response = exchange(quick.port, request)
+        assert response.status == 400, request
+        assert json.loads(response.body) == {"errorMessage": "Malformed request"}
+        assert response.headers["connection"] == "close"
+        assert re.fullmatch(r"[0-9a-f]{16}", response.headers["x-request-id"])
+
+
+def test_a_content_length_too_long_to_convert_is_a_413_not_an_exception(quick: Campus) -> None:
+    digits = "1" * 4301  # int() refuses more than 4,300 digits
+    request = f"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: {digits}\r\n\r\n"
+    response = exchange(quick.port, request.encode())
+    assert response.status == 413
+    assert json.loads(response.body) == {"errorMessage": "Request body too large"}
+    small = "0" * 40 + "2"  # leading zeros: a legal spelling of a small length
+    request = f"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: {small}\r\n\r\n{{}}"
+    assert exchange(quick.port, request.encode()).status == 400  # the body's own 400
+    assert "Traceback" not in "".join(lines_of(quick))
+
+
 def test_at_the_cap_the_longest_idle_connection_makes_room() -> None:
     with running(campus_env(CAMPUS_SERVER_MAX_CONNECTIONS="3")) as campus:
         busy = hold(campus.port, 1)

@@ -532,6 +532,36 @@ async def test_wrong_methods_are_json_405(fetch: Fetch, method: str, path: str) 
     assert set_cookie_headers(response) == []
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/api/me", "GET, HEAD"),
+        ("PUT", "/login", "GET, HEAD, POST"),
+        ("HEAD", "/logout", "GET, POST"),  # a probe never signs anyone out
+        ("DELETE", "/healthz", "GET, HEAD"),
+        ("POST", "/index.html", "GET, HEAD"),
+        ("PATCH", "/api/sessions", "GET, HEAD"),
+        ("GET", "/api/sessions/end-others", "POST"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_a_405_says_which_methods_are_allowed(
+    fetch: Fetch, method: str, path: str, allow: str
+) -> None:
+    body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+    response = await fetch(path, method=method, body=body)
+    assert response.code == 405
+    assert response.headers["Allow"] == allow
+
+
+@pytest.mark.parametrize(("path", "status"), [("/healthz", 200), ("/api/me", 401)])
+@pytest.mark.gen_test
+async def test_head_is_answered_where_get_is(fetch: Fetch, path: str, status: int) -> None:
+    response = await fetch(path, method="HEAD")
+    assert response.code == status and response.body == b""
+    assert int(response.headers["Content-Length"]) > 0  # what GET would send
+
+
 @pytest.mark.gen_test
 async def test_wrong_method_on_api_me_keeps_no_store(fetch: Fetch) -> None:
     response = await fetch("/api/me", method="POST", body=b"{}")

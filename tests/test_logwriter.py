@@ -254,6 +254,30 @@ def test_an_outage_is_summarised_not_a_flood() -> None:
     assert any("more like this" in line for line in others), others
 
 
+def test_junk_requests_never_hide_a_different_error() -> None:
+    """Summaries are per kind of line: a flood of one error sums up only that one."""
+    server = Campus(
+        campus_env(
+            CAMPUS_STORE="redis",
+            CAMPUS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+            CAMPUS_REDIS_TIMEOUT="0.2",
+        )
+    )
+    login = b'{"email": "a@example.edu", "password": "x"}'
+    try:
+        for n in range(30):  # a different path each time: one template all the same
+            assert server.request(f"/%ff{n}")[0] == 400
+        for _ in range(3):
+            assert server.request("/login", json.loads(login))[0] == 503
+        time.sleep(0.3)
+    finally:
+        output = server.stop(signal.SIGTERM)
+    junk = [line for line in output.splitlines() if "Invalid unicode" in line]
+    outage = [line for line in output.splitlines() if "session store unavailable" in line]
+    assert len(junk) == BURST + 1 and "25 more like this" in junk[-1], junk
+    assert len(outage) == 3, output[-3000:]
+
+
 def test_none_lost_on_sigterm(tmp_path: Path) -> None:
     """A burst of requests right before SIGTERM: every one of them has its access line."""
     server = Campus(campus_env())

@@ -126,6 +126,15 @@ async def test_with_a_token_every_client_must_present_it(http_client: Any, base_
         assert response.code == 404, headers  # loopback included
     good = {"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": "203.0.113.9"}
     assert (await fetch(http_client, base_url, "/metrics", headers=good)).code == 200
+    lower = {"Authorization": f"bearer {TOKEN}"}  # the scheme's name is case-insensitive
+    assert (await fetch(http_client, base_url, "/metrics", headers=lower)).code == 200
+    # Without the token, every method gets the 404 of a path that does not exist.
+    for method in ("POST", "HEAD", "DELETE"):
+        body = b"" if method == "POST" else None
+        response = await fetch(http_client, base_url, "/metrics", method=method, body=body)
+        assert response.code == 404, method
+    response = await fetch(http_client, base_url, "/metrics", method="POST", body=b"", headers=good)
+    assert response.code == 405 and response.headers["Allow"] == "GET, HEAD"
 
 
 @pytest.mark.metrics_config(enabled=False)

@@ -10,6 +10,7 @@ from typing import Any
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, stream_request_body
 
+from campus.exchange import declared_over
 from campus.handlers.base import ApiError, BaseHandler
 from campus.metrics import count_sessions_destroyed
 from campus.session import SessionMixin, StoreUnavailable
@@ -67,18 +68,37 @@ class SessionHandler(SessionMixin, BaseHandler):
     def session_is_https(self) -> bool:
         return self.is_https()
 
+    async def log_out(self) -> None:
+        """Destroy this session, then expire its cookie (a logout, whichever route asks).
+
+        May raise StoreUnavailable: the caller says what that means for its route.
+        """
+        signed_in = "user" in self.session
+        self.session.destroy()
+        await self.save_session()
+        if signed_in:
+            count_sessions_destroyed(self.settings, "logout")
+        if self._carried_session_cookie():
+            # Only then: otherwise any page could wipe every cookie of the site with an
+            # <img src=/logout> that carries none (SameSite keeps it off cross-site requests).
+            self.set_header("Clear-Site-Data", '"cookies"')
+
+    def _carried_session_cookie(self) -> bool:
+        cookies = self.request.headers.get_list("Cookie")
+        return cookie_from_headers(cookies, self.session_manager.cookie.name) is not None
+
 
 @stream_request_body
 class LoginHandler(SessionHandler):
     """Check the password, then move the session to a new id and put the user in it."""
 
+    also_allowed = ("GET", "HEAD")  # GET /login is the SPA's sign-in page (app.MethodPath)
     _body: bytearray
     _too_large = False
 
     async def prepare(self) -> None:
         self._body = bytearray()
-        declared = self.request.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY:
+        if declared_over(self.request.headers.get("Content-Length", ""), MAX_BODY):
             raise ApiError(413, "Request body too large")
         await super().prepare()
 
@@ -165,25 +185,14 @@ class LogoutHandler(SessionHandler):
             raise ApiError(500, "Could not log out.") from None
 
     async def get(self) -> None:
-        signed_in = "user" in self.session
-        self.session.destroy()
         try:
-            await self.save_session()
+            await self.log_out()
         except StoreUnavailable:
             raise ApiError(500, "Could not log out.") from None
-        if signed_in:
-            count_sessions_destroyed(self.settings, "logout")
-        if self._carried_session_cookie():
-            # Only then: otherwise any page could wipe every cookie of the site with an
-            # <img src=/logout> that carries none (SameSite keeps it off cross-site requests).
-            self.set_header("Clear-Site-Data", '"cookies"')
         self.write({})
 
-    def _carried_session_cookie(self) -> bool:
-        cookies = self.request.headers.get_list("Cookie")
-        return cookie_from_headers(cookies, self.session_manager.cookie.name) is not None
-
     post = get
+    # No HEAD: a probe must never sign anyone out (405, Allow: GET, POST).
 
 
 class MeHandler(SessionHandler):
@@ -191,3 +200,5 @@ class MeHandler(SessionHandler):
         if self.current_user is None:
             raise ApiError(401, "Not logged in")
         self.write({"user": self.current_user})
+
+    head = get

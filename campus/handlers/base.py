@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Any
 
 from tornado.httputil import HTTPServerRequest
+from tornado.log import gen_log
 from tornado.web import HTTPError, RequestHandler
 
 from campus import requestid
@@ -36,6 +37,18 @@ def _default_message(status_code: int) -> str:
         return "Error"
     phrase = status.phrase
     return _DEFAULT_MESSAGES.get(status, phrase[:1] + phrase[1:].lower())
+
+
+def allowed_methods(handler: type[RequestHandler]) -> list[str]:
+    """The methods a handler class answers (for ``Allow`` on a 405): those it defines, plus
+    any its route also sends elsewhere (``also_allowed``, e.g. GET /login to the SPA)."""
+    methods = [
+        method
+        for method in handler.SUPPORTED_METHODS
+        if getattr(handler, method.lower(), None) is not getattr(RequestHandler, method.lower())
+    ]
+    also: tuple[str, ...] = getattr(handler, "also_allowed", ())
+    return sorted({*methods, *also})
 
 
 def client_address(request: HTTPServerRequest, *, trust_proxy: bool) -> str:
@@ -102,12 +115,30 @@ class JsonErrorsMixin(RequestHandler):
             self.set_header(name, value)
         if status_code == HTTPStatus.SERVICE_UNAVAILABLE:
             self.set_header("Retry-After", str(RETRY_AFTER))
+        if status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps({"errorMessage": message}))
 
     def _request_summary(self) -> str:
         # Tornado's error log lines use this; the query string may hold a client's secrets.
         return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Tornado's line for an HTTPError, with its message's template kept as the template.
+
+        Tornado formats the message first and logs every HTTPError as ``"%d %s: %s"``; the
+        log writer, which sums up repeats of one template, would then take a junk request's
+        "Invalid unicode in url" and a store outage's 503 for the same line.
+        """
+        if not isinstance(value, HTTPError):
+            super().log_exception(typ, value, tb)
+            return
+        message = value.log_message
+        if message:
+            template = message if value.args else message.replace("%", "%%")
+            args = (value.status_code, self._request_summary(), *value.args)
+            gen_log.warning("%d %s: " + template, *args)
 
 
 class BaseHandler(JsonErrorsMixin, RequestHandler):

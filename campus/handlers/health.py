@@ -25,3 +25,5 @@ class HealthHandler(BaseHandler):
             )
             return
         self.write({"status": "ok", "store": store.name})
+
+    head = get  # load balancers probe with HEAD too

@@ -25,20 +25,36 @@ def is_loopback(address: str) -> bool:
 
 
 class MetricsHandler(BaseHandler):
-    def get(self) -> None:
-        metrics = self.services.metrics
-        if metrics is None or not self._allowed():
+    # Every method reaches prepare(), so that one who may not read the metrics gets the 404
+    # of a path that does not exist whatever the method (a 405 would say it exists).
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+    def prepare(self) -> None:
+        if self.services.metrics is None or not self._allowed():
             raise ApiError(404, "Not found")
-        body, content_type = metrics.exposition(self.request.headers.get("Accept"))
+        if self.request.method not in ("GET", "HEAD"):
+            raise ApiError(405, "Method not allowed")
+
+    def check_xsrf_cookie(self) -> None:
+        """Refused above anyway: the 404 must come first, not the cross-origin 403."""
+
+    def get(self) -> None:
+        assert self.services.metrics is not None  # prepare() checked
+        accept = self.request.headers.get("Accept")
+        body, content_type = self.services.metrics.exposition(accept)
         self.set_header("Content-Type", content_type)
         self.finish(body)
+
+    head = get
 
     def _allowed(self) -> bool:
         token = self.services.config.metrics.token
         if token:
-            presented = self.request.headers.get("Authorization", "")
-            expected = f"Bearer {token}"
-            return hmac.compare_digest(presented.encode(), expected.encode())
+            # The scheme's name is case-insensitive (RFC 9110); the token is not.
+            scheme, _, presented = self.request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer":
+                return False
+            return hmac.compare_digest(presented.strip().encode(), token.encode())
         headers = self.request.headers
         if any(name in headers for name in _FORWARDING_HEADERS):
             return False

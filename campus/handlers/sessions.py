@@ -82,6 +82,8 @@ class SessionsHandler(SessionsApiHandler):
         listed.sort(key=lambda entry: -entry["created"])
         self.write({"sessions": listed})
 
+    head = get
+
 
 class SessionHandleHandler(SessionsApiHandler):
     async def delete(self, handle: str) -> None:
@@ -91,19 +93,17 @@ class SessionHandleHandler(SessionsApiHandler):
         if not found:
             raise ApiError(404, "No such session")
         if found[0] == self.current_ref():
-            await self.log_out()
+            await self.end_current()
         else:
             await self.end(user, found)
         self.write({})
 
-    async def log_out(self) -> None:
+    async def end_current(self) -> None:
         """Ending the current session is a logout: the record goes, then the cookie."""
-        self.session.destroy()
         try:
-            await self.save_session()
+            await self.log_out()
         except StoreUnavailable as exc:
             raise HTTPError(503, "session store unavailable: %s", exc) from None
-        count_sessions_destroyed(self.settings, "logout")
 
 
 class EndOthersHandler(SessionsApiHandler):

@@ -28,15 +28,24 @@ MAX_COOKIE_LENGTH = 512
 VERIFIED_CACHE_SIZE = 4096
 
 
-def cookie_from_headers(headers: Sequence[str], name: str) -> str | None:
-    """The value of cookie *name* in a request's ``Cookie`` headers (the first found), unquoted.
+#: How many values of the session cookie one request may have tried (each may cost a store
+#: read); a browser sends more than one only when another path or domain set one too.
+MAX_COOKIE_VALUES = 4
+
+
+def cookie_values(headers: Sequence[str], name: str) -> list[str]:
+    """The values of cookie *name* in a request's ``Cookie`` headers, in order, unquoted.
 
     A client may send several ``Cookie`` headers (HTTP/2 proxies split them, one per cookie);
     Tornado joins repeated headers with ",", which is not a cookie separator, so each header
-    is read on its own (``request.headers.get_list("Cookie")``). Tornado's ``get_cookie``
-    parses every cookie on each request; the session cookie is the only one we need, and
-    anything unusual in it fails verification anyway.
+    is read on its own (``request.headers.get_list("Cookie")``). A cookie set again for
+    another path or a parent domain arrives as a second value of the same name, and browsers
+    put the more specific one first: a stale or planted one may come before the good one, so
+    every value counts, not only the first (at most :data:`MAX_COOKIE_VALUES`). Tornado's
+    ``get_cookie`` parses every cookie on each request; the session cookie is the only one
+    we need, and anything unusual in it fails verification anyway.
     """
+    values: list[str] = []
     for header in headers:
         if name not in header:
             continue
@@ -46,8 +55,16 @@ def cookie_from_headers(headers: Sequence[str], name: str) -> str | None:
                 value = value.strip()
                 if len(value) >= 2 and value[0] == value[-1] == '"':
                     value = value[1:-1]
-                return value
-    return None
+                values.append(value)
+                if len(values) == MAX_COOKIE_VALUES:
+                    return values
+    return values
+
+
+def cookie_from_headers(headers: Sequence[str], name: str) -> str | None:
+    """The first value of cookie *name* in a request's ``Cookie`` headers, or None."""
+    values = cookie_values(headers, name)
+    return values[0] if values else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,29 +97,33 @@ class SessionManager:
         self._touch = idle_timeout if rolling else None
         self._cookie_interval = min(ROLLING_COOKIE_INTERVAL, idle_timeout // 10)
 
-    async def load(self, cookie_value: str | None) -> PendingSession:
+    async def load(self, cookie_value: str | Sequence[str] | None) -> PendingSession:
         """The session a cookie names, or a new empty one. May raise StoreUnavailable.
 
-        A cookie that does not verify costs no store I/O; an id the store does not hold
+        *cookie_value* may be several values of the session cookie (see
+        :func:`~campus.session.cookie.cookie_values`): the first that names a live session
+        wins. A value that does not verify costs no store I/O; an id the store does not hold
         (expired, destroyed, never issued) is never adopted: the visitor gets a new id.
         """
-        had_cookie = cookie_value is not None
-        verified = self.signer.verify(
-            self.cookie.name, cookie_value, max_age=self.policy.absolute_timeout
-        )
-        if verified is None:
-            return PendingSession(self, Session(), had_cookie=had_cookie)
-        sid, signed_at = verified
-        record = await self.store.load(sid, touch=self._touch)
-        if record is None:
-            return PendingSession(self, Session(), had_cookie=had_cookie)
-        try:
-            data = record.decoded()
-        except ValueError:  # a record someone edited by hand: treat as no session
-            return PendingSession(self, Session(), had_cookie=had_cookie)
-        return PendingSession(
-            self, Session(data, sid=sid), had_cookie=had_cookie, stored=(sid, record, signed_at)
-        )
+        values = [cookie_value] if isinstance(cookie_value, str) else list(cookie_value or ())
+        for value in values:
+            verified = self.signer.verify(
+                self.cookie.name, value, max_age=self.policy.absolute_timeout
+            )
+            if verified is None:
+                continue
+            sid, signed_at = verified
+            record = await self.store.load(sid, touch=self._touch)
+            if record is None:
+                continue
+            try:
+                data = record.decoded()
+            except ValueError:  # a record someone edited by hand: treat as no session
+                continue
+            return PendingSession(
+                self, Session(data, sid=sid), had_cookie=True, stored=(sid, record, signed_at)
+            )
+        return PendingSession(self, Session(), had_cookie=bool(values))
 
     def _rolling_cookie(self, pending: PendingSession, sid: str, now: float) -> CookieUpdate | None:
         signed_at = pending._signed_at

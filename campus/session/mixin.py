@@ -30,7 +30,7 @@ from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.log import gen_log
 from tornado.web import HTTPError, RequestHandler
 
-from campus.session.cookie import cookie_from_headers
+from campus.session.cookie import cookie_values
 from campus.session.manager import Commit, CookieUpdate, PendingSession, SessionManager
 from campus.session.session import Session
 from campus.session.store import StoreUnavailable
@@ -80,9 +80,7 @@ class SessionMixin(RequestHandler):
         """Load the session the cookie names (a new one if none); may raise StoreUnavailable."""
         manager = self.session_manager
         headers = self.request.headers.get_list("Cookie")
-        self._session_pending = await manager.load(
-            cookie_from_headers(headers, manager.cookie.name)
-        )
+        self._session_pending = await manager.load(cookie_values(headers, manager.cookie.name))
 
     async def save_session(self) -> None:
         """Commit the session now: store it if it changed, then set or clear the cookie.

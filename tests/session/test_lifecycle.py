@@ -20,7 +20,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.ioloop import IOLoop
 
 from campus.session import SessionManager, SessionMixin, SessionStore, StoreUnavailable
-from campus.session.store import SessionRecord
+from campus.session.store import SessionRecord, new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from tests.conftest import RedisServer, free_port, session_cookie
@@ -539,6 +539,25 @@ async def test_one_cookie_header_with_several_cookies_still_works(
     loop = asyncio.get_running_loop()
     response = await loop.run_in_executor(None, exchange, http_port, request)
     assert json.loads(response.body) == {"data": {"n": 6}}
+
+
+@pytest.mark.parametrize("split", [False, True])
+async def test_a_stale_or_planted_session_cookie_in_front_does_not_hide_the_live_one(
+    client: Client, http_port: int, manager: SessionManager, split: bool
+) -> None:
+    """Browsers send a more specific cookie of the same name first (another path, or one
+    planted for a parent domain): each value is tried, the first live session wins."""
+    await client.get("/set?n=7")
+    stale = manager.signer.sign("campus.sid", new_session_id())  # verifies, names nothing
+    values = ["garbage", stale, client.cookie]
+    headers = (
+        [("Cookie", f"campus.sid={value}") for value in values]
+        if split
+        else [("Cookie", "; ".join(f"campus.sid={value}" for value in values))]
+    )
+    loop = asyncio.get_running_loop()
+    response = await loop.run_in_executor(None, exchange, http_port, build("GET", "/read", headers))
+    assert json.loads(response.body) == {"data": {"n": 7}}
 
 
 def test_store_unavailable_is_exported() -> None:

@@ -106,7 +106,7 @@ def _node(item: str, default_port: int) -> tuple[str, int]:
         raise ValueError("every node needs a host (host:port, comma-separated)")
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise ValueError(f"bad port {port_text[:10]!r} (want 1..65535)")
     return host, int(port_text)
 
@@ -114,7 +114,7 @@ def _node(item: str, default_port: int) -> tuple[str, int]:
 def _db(path: list[str]) -> int:
     if not path:
         return 0
-    if not path[0].isdigit():
+    if not (path[0].isascii() and path[0].isdigit()):
         raise ValueError(f"the database must be a number, got {path[0][:10]!r}")
     return int(path[0])
 
