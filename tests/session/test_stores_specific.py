@@ -119,6 +119,7 @@ async def test_a_read_costs_exactly_one_redis_command(
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock), ttl=60)
+    await redis_store.load(sid, touch=60)  # reads have a connection of their own: opened now
     redis_db.config_resetstat()
     assert await redis_store.load(sid, touch=60) is not None
     assert command_calls(redis_db) == {"getex": 1}
@@ -333,6 +334,7 @@ async def test_concurrent_reads_share_a_round_trip_but_stay_one_command_each(
     ids = [new_session_id() for _ in range(20)]
     for i, sid in enumerate(ids):
         await redis_store.create(sid, SessionRecord({"n": str(i)}, int(clock()) + 60, None), ttl=60)
+    await redis_store.load(ids[0], touch=60)  # opens the read connection (HELLO, PING)
     redis_db.config_resetstat()
     records = await asyncio.gather(*(redis_store.load(sid, touch=60) for sid in ids))
     assert [r.data if r else None for r in records] == [{"n": str(i)} for i in range(20)]
