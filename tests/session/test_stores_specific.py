@@ -160,7 +160,15 @@ async def test_a_corrupt_redis_record_loads_as_none(
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock), ttl=60)
-    for garbage in (b"\x00not json", b"[]", b'{"data": {"a": 1}, "expires": 1}'):
+    for garbage in (
+        b"\x00not json",
+        b"[]",
+        b'{"data": {"a": 1}, "expires": 1}',
+        b'{"data": {}, "expires": Infinity}',  # json.loads takes these; int() does not
+        b'{"data": {}, "expires": NaN}',
+        b'{"data": {}, "expires": 1e999}',
+        b'{"data": {}, "expires": true}',
+    ):
         redis_db.set(redis_store.key(sid), garbage)
         assert await redis_store.load(sid, touch=60) is None
 
