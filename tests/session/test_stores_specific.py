@@ -15,6 +15,7 @@ from campus.session.store import (
     StoreUnavailable,
     encode_values,
     new_session_id,
+    session_ref,
 )
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
@@ -68,7 +69,7 @@ async def test_memory_store_keeps_json_text_like_a_remote_store(clock: FakeClock
     data["cart"].append(3)  # the caller's objects are not the stored ones
     loaded = await store.load(sid, touch=None)
     assert loaded is not None and loaded.decoded() == {"cart": [1, 2]}
-    assert all(isinstance(text, str) for text in store._entries[sid].data.values())
+    assert all(isinstance(text, str) for _, text in store._entries[sid].data)
 
 
 # -- redis --------------------------------------------------------------------------------
@@ -410,3 +411,28 @@ async def test_memory_user_index_follows_eviction_expiry_and_replacement(clock: 
     assert store.sweep() == 5
     assert store._by_user == {}
     assert await store.sessions_of(ann) == []
+
+
+async def test_memory_user_index_from_one_session_to_several_and_back(clock: FakeClock) -> None:
+    """One session: the index holds its id alone (no set); a second makes it a set; back to
+    one and to none, every listing and revocation sees exactly the live sessions."""
+    store = MemoryStore(max_sessions=100, clock=clock)
+    ann = "ann@campus.test"
+    first, second, third = new_session_id(), new_session_id(), new_session_id()
+    await store.create(first, record(clock, ann), ttl=60)
+    assert store._by_user[ann] == first
+    await store.create(first, record(clock, ann), ttl=60)  # saved again: still one
+    assert store._by_user[ann] == first
+    await store.create(second, record(clock, ann), ttl=60)
+    assert store._by_user[ann] == {first, second}
+    await store.delete(first)
+    assert store._by_user[ann] == second
+    assert [s.ref for s in await store.sessions_of(ann)] == [session_ref(second)]
+    await store.create(third, record(clock, ann), ttl=60, replaces=second)
+    assert store._by_user[ann] == third
+    assert await store.end_sessions(ann, [session_ref(third)]) == 1
+    assert store._by_user == {}
+    await store.create(first, record(clock, ann), ttl=60)
+    await store.create(second, record(clock, ann), ttl=60)
+    assert await store.delete_user(ann) == 2
+    assert store._by_user == {} and len(store) == 0
