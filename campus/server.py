@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.signin import warm_up as warm_up_agents
 from campus.users import UserDirectory, UsersError, normalize_email, password_hasher
+from campus.workers import supervise
 
 log = logging.getLogger("campus")
 
@@ -196,6 +198,15 @@ def serve(config: Config) -> int:
     except (UsersError, StartupError) as exc:
         print(f"campus: {exc}", file=sys.stderr)
         return 1
+    if config.server.processes > 1:  # workers forked from here: see campus/workers.py
+        warm_up_agents()  # once, before forking: every worker inherits the parser ready
+        # TODO(metrics): prometheus-client's multiprocess mode must be set up here, before
+        # the fork (obs's campus.metrics.share_between_processes()), and supervise() given
+        # on_exit=prometheus_client.multiprocess.mark_process_dead; until then /metrics
+        # shows the counts of whichever worker answers.
+        return supervise(
+            config, lambda sockets, ready: asyncio.run(_serve(services, sockets, ready))
+        )
     try:
         return asyncio.run(_serve(services))
     except OSError as exc:  # e.g. the port is taken
@@ -206,7 +217,13 @@ def serve(config: Config) -> int:
         return 1
 
 
-async def _serve(services: Services) -> int:
+async def _serve(
+    services: Services,
+    sockets: list[socket.socket] | None = None,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT. A worker (campus/workers.py) gets its sockets bound, and
+    says *ready* to its parent where a lone process tells systemd."""
     config, store = services.config, services.sessions.store
     if config.production and store.name == "memory":
         log.warning(
@@ -225,7 +242,8 @@ async def _serve(services: Services) -> int:
     warm_up_agents()  # before listening: the parser's first use holds the GIL ~0.3-0.8 s
     app = make_app(services)
     server = HTTPServer(in_flight.wrap(app), max_body_size=MAX_BODY_SIZE)
-    sockets = bind_sockets(config.server.port, config.server.host)
+    if sockets is None:
+        sockets = bind_sockets(config.server.port, config.server.host)
     server.add_sockets(sockets)
     sweeper = None
     if isinstance(store, MemoryStore):
@@ -246,7 +264,9 @@ async def _serve(services: Services) -> int:
     await _check_store(store, config.redis.timeout)
     # Only now: systemd starts units ordered after us, and a proxy may route to us, once READY
     # (and a stop it sends from then on is a graceful one).
-    notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")
+    notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")  # no-op in workers
+    if ready is not None:
+        ready()
     await stop.wait()
 
     log.info("shutting down: no new connections, %d request(s) in flight", in_flight.count)
