@@ -123,10 +123,11 @@ def main() -> int:
         help=f"comma-separated, of: {', '.join(TARGETS | VARIANTS)} (default: the first 4)",
     )
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--uvloop", action="store_true", help="the Tornado servers on uvloop")
     args = parser.parse_args()
     try:
         require_tools("valgrind", "callgrind_control", "redis-server", "taskset")
-        bench = Bench(uvloop=False)
+        bench = Bench(uvloop=args.uvloop)
         try:
             names = args.only.split(",") if args.only else None
             unknown = set(names or []) - set(TARGETS | VARIANTS)

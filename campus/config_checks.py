@@ -71,6 +71,12 @@ def check(values: Values, *, production: bool, signing: bool = True) -> None:
     require("express", "cookie_name", _TOKEN.fullmatch, "must be a cookie name (RFC 6265 token)")
     require("log", "format", ("text", "json").__contains__, "must be text or json")
     require(
+        "server",
+        "event_loop",
+        ("auto", "uvloop", "asyncio").__contains__,
+        "must be auto, uvloop or asyncio",
+    )
+    require(
         "users",
         "min_password_length",
         lambda v: 8 <= v <= 1024,

@@ -25,6 +25,7 @@ from tornado.netutil import bind_sockets
 
 from campus.app import make_app
 from campus.config import Config
+from campus.eventloop import EventLoopError, loop_factory, loop_name, run
 from campus.express import ExpressSessions
 from campus.inflight import InFlight
 from campus.sdnotify import notify
@@ -195,7 +196,8 @@ def serve(config: Config) -> int:
     try:
         services = build_services(config)
         check_startup(config, services)
-    except (UsersError, StartupError) as exc:
+        factory = loop_factory(config.server.event_loop)
+    except (UsersError, StartupError, EventLoopError) as exc:
         print(f"campus: {exc}", file=sys.stderr)
         return 1
     if config.server.processes > 1:  # workers forked from here: see campus/workers.py
@@ -205,10 +207,10 @@ def serve(config: Config) -> int:
         # on_exit=prometheus_client.multiprocess.mark_process_dead; until then /metrics
         # shows the counts of whichever worker answers.
         return supervise(
-            config, lambda sockets, ready: asyncio.run(_serve(services, sockets, ready))
+            config, lambda sockets, ready: run(_serve(services, sockets, ready), factory)
         )
     try:
-        return asyncio.run(_serve(services))
+        return run(_serve(services), factory)
     except OSError as exc:  # e.g. the port is taken
         print(
             f"campus: cannot listen on {config.server.host}:{config.server.port}: {exc}",
@@ -250,15 +252,16 @@ async def _serve(
         sweeper = PeriodicCallback(_sweeper(store), SWEEP_INTERVAL_MS)
         sweeper.start()
     port = sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
     log.info(
-        "campus (%s, %s store) listening on http://%s:%s",
+        "campus (%s, %s store, %s) listening on http://%s:%s",
         config.env,
         store.name,
+        loop_name(loop),
         config.server.host,
         port,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await _check_store(store, config.redis.timeout)
