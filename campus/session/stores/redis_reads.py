@@ -127,7 +127,7 @@ class ReadPipeline:
                     raise ConnectionError("Redis sent a reply nobody asked for")
                 read = self._sent.popleft()
                 if not read.future.done():  # done: its caller was cancelled
-                    if isinstance(reply, ResponseError):
+                    if isinstance(reply, Exception):  # an error reply, raised or handed back
                         read.future.set_exception(reply)
                     else:
                         read.future.set_result(reply)
