@@ -1,6 +1,6 @@
 """CPU instructions per request, counted by callgrind: a cost no noisy neighbour can move.
 
-    python bench/instructions.py    # bare, campus-memory, campus-redis, aiohttp-redis
+    python bench/instructions.py    # bare (asyncio, uvloop), campus-memory, -redis, aiohttp-redis
     python bench/instructions.py --only bare,campus-memory,campus-memory-nolog
 
 Each Python target runs under `valgrind --tool=callgrind` with instrumentation off while it
@@ -38,6 +38,8 @@ TARGETS = {
     spec.name: spec
     for spec in (
         Spec("bare", "bare"),
+        # campus runs on uvloop as shipped, bare Tornado on asyncio's loop: both ceilings.
+        Spec("bare-uvloop", "bare"),
         Spec("campus-memory", "campus", "memory"),
         Spec("campus-redis", "campus", "redis"),
         Spec("aiohttp-redis", "aiohttp", "redis"),
@@ -69,6 +71,8 @@ def count(bench: Bench, spec: Spec, requests: int, warmup: int) -> float:
         if spec.name.endswith("-nolog"):  # python -m campus -> python without_access_log.py
             at = command.index("-m")
             command[at : at + 2] = [str(BENCH / "without_access_log.py")]
+        if spec.name.endswith("-uvloop") and not bench.uvloop:  # python with_uvloop.py bare.py
+            command[1:1] = [str(BENCH / "with_uvloop.py")]
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         valgrind += [f"--callgrind-out-file={out}", "--trace-children=no"]
         process = subprocess.Popen(
@@ -120,13 +124,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument(
         "--only",
-        help=f"comma-separated, of: {', '.join(TARGETS | VARIANTS)} (default: the first 4)",
+        help=f"comma-separated, of: {', '.join(TARGETS | VARIANTS)} (default: the first 5)",
     )
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--uvloop", action="store_true", help="the Tornado servers on uvloop")
     args = parser.parse_args()
     try:
         require_tools("valgrind", "callgrind_control", "redis-server", "taskset")
-        bench = Bench(uvloop=False)
+        bench = Bench(uvloop=args.uvloop)
         try:
             names = args.only.split(",") if args.only else None
             unknown = set(names or []) - set(TARGETS | VARIANTS)

@@ -1,6 +1,7 @@
 """Run a script (`with_uvloop.py bare.py 8000`) or a module (`with_uvloop.py -m campus`) on uvloop.
 
-An optional extra for the benchmark: campus itself does not depend on uvloop.
+For `run.py --uvloop` and `instructions.py --uvloop`: bare Tornado on uvloop too (campus runs
+on uvloop by itself when it is installed: `[server] event_loop = "auto"`).
 """
 
 from __future__ import annotations

@@ -78,6 +78,12 @@ def check(values: Values, *, production: bool, signing: bool = True) -> None:
         "must be empty or 16+ characters of A-Z a-z 0-9 ._~+/-",
     )
     require(
+        "server",
+        "event_loop",
+        ("auto", "uvloop", "asyncio").__contains__,
+        "must be auto, uvloop or asyncio",
+    )
+    require(
         "users",
         "min_password_length",
         lambda v: 8 <= v <= 1024,

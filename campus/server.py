@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -24,11 +25,12 @@ from tornado.netutil import bind_sockets
 from campus.app import make_app
 from campus.config import Config
 from campus.connections import BoundedServer, Limits
+from campus.eventloop import EventLoopError, loop_factory, loop_name, run
 from campus.express import ExpressSessions
 from campus.inflight import InFlight
 from campus.logs import configure as configure_logging
 from campus.logwriter import batched_logs
-from campus.metrics import Metrics, timed_store, unwrap
+from campus.metrics import Metrics, share_between_processes, timed_store, unwrap
 from campus.sdnotify import notify
 from campus.services import Services
 from campus.session import CookiePolicy, SessionManager
@@ -37,6 +39,7 @@ from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.signin import warm_up as warm_up_agents
 from campus.users import UserDirectory, UsersError, normalize_email, password_hasher
+from campus.workers import supervise
 
 log = logging.getLogger("campus")
 
@@ -191,14 +194,27 @@ def check_startup(config: Config, services: Services) -> None:
 def serve(config: Config) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean shutdown, 1 if startup failed."""
     configure_logging(config.log.format)
+    workers = config.server.processes > 1
+    if workers and config.metrics.enabled:
+        # Before the metrics exist (build_services) and before the fork: every worker
+        # writes its numbers where /metrics, in whichever worker answers, reads them all.
+        share_between_processes()
     try:
         services = build_services(config)
         check_startup(config, services)
-    except (UsersError, StartupError) as exc:
+        factory = loop_factory(config.server.event_loop)
+    except (UsersError, StartupError, EventLoopError) as exc:
         print(f"campus: {exc}", file=sys.stderr)
         return 1
+    if workers:  # forked from here: see campus/workers.py
+        warm_up_agents()  # once, before forking: every worker inherits the parser ready
+        return supervise(
+            config,
+            # A worker that exited leaves its in-flight gauge behind: /metrics drops it.
+            lambda sockets, ready: run(_serve_logged(services, sockets, ready), factory),
+        )
     try:
-        return asyncio.run(_serve_logged(services))
+        return run(_serve_logged(services), factory)
     except OSError as exc:  # e.g. the port is taken
         print(
             f"campus: cannot listen on {config.server.host}:{config.server.port}: {exc}",
@@ -207,13 +223,23 @@ def serve(config: Config) -> int:
         return 1
 
 
-async def _serve_logged(services: Services) -> int:
+async def _serve_logged(
+    services: Services,
+    sockets: list[socket.socket] | None = None,
+    ready: Callable[[], None] | None = None,
+) -> int:
     # Log lines are batched while the loop runs; all of them are out before it ends.
     with batched_logs(asyncio.get_running_loop()):
-        return await _serve(services)
+        return await _serve(services, sockets, ready)
 
 
-async def _serve(services: Services) -> int:
+async def _serve(
+    services: Services,
+    sockets: list[socket.socket] | None = None,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT. A worker (campus/workers.py) gets its sockets bound, and
+    says *ready* to its parent where a lone process tells systemd."""
     config, store = services.config, unwrap(services.sessions.store)
     if config.production and store.name == "memory":
         log.warning(
@@ -250,28 +276,32 @@ async def _serve(services: Services) -> int:
         max_body_size=MAX_BODY_SIZE,
     )
     server = BoundedServer(in_flight.wrap(app), limits)
-    sockets = bind_sockets(config.server.port, config.server.host)
-    port = sockets[0].getsockname()[1]
+    if sockets is None:
+        sockets = bind_sockets(config.server.port, config.server.host)
+    port = sockets[0].getsockname()[1]  # before add_sockets, which re-wraps them
     server.add_sockets(sockets)
     sweeper = None
     if isinstance(store, MemoryStore):
         sweeper = PeriodicCallback(_sweeper(store, services.metrics), SWEEP_INTERVAL_MS)
         sweeper.start()
+    loop = asyncio.get_running_loop()
     log.info(
-        "campus (%s, %s store) listening on http://%s:%s",
+        "campus (%s, %s store, %s) listening on http://%s:%s",
         config.env,
         store.name,
+        loop_name(loop),
         config.server.host,
         port,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await _check_store(store, config.redis.timeout)
     # Only now: systemd starts units ordered after us, and a proxy may route to us, once READY
     # (and a stop it sends from then on is a graceful one).
-    notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")
+    notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")  # no-op in workers
+    if ready is not None:
+        ready()
     await stop.wait()
 
     log.info("shutting down: no new connections, %d request(s) in flight", in_flight.count)

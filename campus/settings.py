@@ -50,6 +50,7 @@ class ServerConfig:
     trust_proxy: bool = False
     allowed_origins: tuple[str, ...] = ()
     processes: int = 1  # worker processes sharing the port (SO_REUSEPORT)
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"  # auto: uvloop when installed
     max_connections: int = 4096  # open client connections; past it new ones are refused
     max_connections_per_client: int = 256  # per peer address (not with trust_proxy)
     idle_timeout: float = 75.0  # seconds a keep-alive connection may sit between requests

@@ -516,6 +516,7 @@ async def test_requests_without_connect_sid_cost_no_redis_command(
     campus_cookie = session_cookie(response)
     assert campus_cookie
     cookie = express.login()
+    await fetch("/api/me", campus=campus_cookie)  # opens the store's read connection
     redis_db.config_resetstat()
     assert (await fetch("/api/me", campus=campus_cookie)).code == 200
     assert commands(redis_db) == {"getex": 1}

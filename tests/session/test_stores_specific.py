@@ -15,6 +15,7 @@ from campus.session.store import (
     StoreUnavailable,
     encode_values,
     new_session_id,
+    session_ref,
 )
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
@@ -68,7 +69,7 @@ async def test_memory_store_keeps_json_text_like_a_remote_store(clock: FakeClock
     data["cart"].append(3)  # the caller's objects are not the stored ones
     loaded = await store.load(sid, touch=None)
     assert loaded is not None and loaded.decoded() == {"cart": [1, 2]}
-    assert all(isinstance(text, str) for text in store._entries[sid].data.values())
+    assert all(isinstance(text, str) for _, text in store._entries[sid].data)
 
 
 # -- redis --------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ async def test_a_read_costs_exactly_one_redis_command(
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock), ttl=60)
+    await redis_store.load(sid, touch=60)  # reads have a connection of their own: opened now
     redis_db.config_resetstat()
     assert await redis_store.load(sid, touch=60) is not None
     assert command_calls(redis_db) == {"getex": 1}
@@ -159,7 +161,15 @@ async def test_a_corrupt_redis_record_loads_as_none(
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock), ttl=60)
-    for garbage in (b"\x00not json", b"[]", b'{"data": {"a": 1}, "expires": 1}'):
+    for garbage in (
+        b"\x00not json",
+        b"[]",
+        b'{"data": {"a": 1}, "expires": 1}',
+        b'{"data": {}, "expires": Infinity}',  # json.loads takes these; int() does not
+        b'{"data": {}, "expires": NaN}',
+        b'{"data": {}, "expires": 1e999}',
+        b'{"data": {}, "expires": true}',
+    ):
         redis_db.set(redis_store.key(sid), garbage)
         assert await redis_store.load(sid, touch=60) is None
 
@@ -333,6 +343,7 @@ async def test_concurrent_reads_share_a_round_trip_but_stay_one_command_each(
     ids = [new_session_id() for _ in range(20)]
     for i, sid in enumerate(ids):
         await redis_store.create(sid, SessionRecord({"n": str(i)}, int(clock()) + 60, None), ttl=60)
+    await redis_store.load(ids[0], touch=60)  # opens the read connection (HELLO, PING)
     redis_db.config_resetstat()
     records = await asyncio.gather(*(redis_store.load(sid, touch=60) for sid in ids))
     assert [r.data if r else None for r in records] == [{"n": str(i)} for i in range(20)]
@@ -400,3 +411,28 @@ async def test_memory_user_index_follows_eviction_expiry_and_replacement(clock: 
     assert store.sweep() == 5
     assert store._by_user == {}
     assert await store.sessions_of(ann) == []
+
+
+async def test_memory_user_index_from_one_session_to_several_and_back(clock: FakeClock) -> None:
+    """One session: the index holds its id alone (no set); a second makes it a set; back to
+    one and to none, every listing and revocation sees exactly the live sessions."""
+    store = MemoryStore(max_sessions=100, clock=clock)
+    ann = "ann@campus.test"
+    first, second, third = new_session_id(), new_session_id(), new_session_id()
+    await store.create(first, record(clock, ann), ttl=60)
+    assert store._by_user[ann] == first
+    await store.create(first, record(clock, ann), ttl=60)  # saved again: still one
+    assert store._by_user[ann] == first
+    await store.create(second, record(clock, ann), ttl=60)
+    assert store._by_user[ann] == {first, second}
+    await store.delete(first)
+    assert store._by_user[ann] == second
+    assert [s.ref for s in await store.sessions_of(ann)] == [session_ref(second)]
+    await store.create(third, record(clock, ann), ttl=60, replaces=second)
+    assert store._by_user[ann] == third
+    assert await store.end_sessions(ann, [session_ref(third)]) == 1
+    assert store._by_user == {}
+    await store.create(first, record(clock, ann), ttl=60)
+    await store.create(second, record(clock, ann), ttl=60)
+    assert await store.delete_user(ann) == 2
+    assert store._by_user == {} and len(store) == 0

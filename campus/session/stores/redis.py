@@ -3,6 +3,7 @@
 - Keys are ``prefix + SHA-256(session id)``: a copy of Redis (a dump, a replica, a MONITOR
   log) holds no id that a cookie could carry.
 - A read is one command: ``GETEX`` returns the record and pushes its idle expiry together.
+  Reads travel on a pipelined connection of their own (redis_reads.py): the hot path.
 - A write is one command: a Lua script that merges only the changed top-level keys into the
   record *if it still exists*, so concurrent requests keep each other's writes and a request
   in flight cannot resurrect a session that logout, regenerate or revoke destroyed.
@@ -44,7 +45,7 @@ from campus.session.store import (
     decode_record,
     encode_record,
 )
-from campus.session.stores.redis_batch import ReadBatcher
+from campus.session.stores.redis_reads import ReadPipeline
 from campus.session.stores.redis_scripts import (
     CREATE,
     GIVE_BACK,
@@ -98,8 +99,10 @@ class RedisStore:
         self._peek = client.register_script(PEEK)
         self._reserve = client.register_script(RESERVE)
         self._give_back = client.register_script(GIVE_BACK)
-        # Cluster clients route each key to its node: no shared pipeline for them.
-        self._reads = None if isinstance(client, RedisCluster) else ReadBatcher(client)
+        # Cluster clients route each key to its node: reads go through the client there.
+        self._reads = (
+            None if isinstance(client, RedisCluster) else ReadPipeline(client, self._timeout)
+        )
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -122,10 +125,13 @@ class RedisStore:
     async def load(self, sid: str, *, touch: int | None) -> SessionRecord | None:
         key = self.key(sid)
         command = ("GET", key) if touch is None else ("GETEX", key, "PX", touch * 1000)
-        if self._reads is not None:
-            raw = await self._call(self._reads.execute(*command))
-        else:
+        if self._reads is None:
             raw = await self._call(self._redis.execute_command(*command))
+        else:  # the hot path: no pool checkout, no timer per read (see redis_reads.py)
+            try:
+                raw = await self._reads.execute(*command)
+            except (TimeoutError, RedisError, OSError) as exc:
+                raise _unavailable(exc, self._timeout) from None
         if raw is None:
             return None
         record = decode_record(raw)
@@ -282,9 +288,18 @@ class RedisStore:
         return total
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping())
+        if self._reads is None:
+            await self._call(self._redis.ping())
+            return
+        # On the reads' connection: it is the one every request needs (and it opens now).
+        try:
+            await self._reads.execute("PING")
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _unavailable(exc, self._timeout) from None
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         with contextlib.suppress(RedisError, RedisClusterException, OSError):
             await close(self._redis)
 
@@ -303,12 +318,9 @@ class RedisStore:
         try:
             async with asyncio.timeout(self._timeout):
                 return await awaitable
-        except TimeoutError:
-            raise StoreUnavailable(f"redis: no answer within {self._timeout}s") from None
-        except (RedisError, RedisClusterException, OSError) as exc:
+        except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             # RedisClusterException is not a RedisError: e.g. no node of the Cluster answers.
-            message = " ".join(str(exc).split())  # Sentinel's lists every client's repr
-            raise StoreUnavailable(f"redis: {message[:200]}") from None
+            raise _unavailable(exc, self._timeout) from None
 
     def attempt_key(self, key: str) -> str:
         """The Redis key of a login-attempt counter: hashed, so no email sits in Redis."""
@@ -346,6 +358,13 @@ class RedisStore:
         calls = [self._redis.zrem(key, attempt) for key in returned]
         calls += [self._redis.delete(key) for key in forgotten]
         await self._call(asyncio.gather(*calls))
+
+
+def _unavailable(exc: BaseException, timeout: float | None) -> StoreUnavailable:
+    if isinstance(exc, TimeoutError):  # the deadline's, not redis-py's own TimeoutError
+        return StoreUnavailable(f"redis: no answer within {timeout}s")
+    message = " ".join(str(exc).split())  # Sentinel's lists every client's repr
+    return StoreUnavailable(f"redis: {message[:200]}")
 
 
 def _text(value: Any) -> str:
