@@ -6,8 +6,10 @@ the duration, the client address (the proxy's X-Forwarded-For hop only when trus
 request id. Cookies, headers and bodies are never logged, so no session id, password or
 secret can be.
 
-The line is cheap: the record is built directly (no caller lookup) and handed to the buffered
-writer (:mod:`campus.logwriter`), which writes many lines with one system call.
+The line is cheap: when the buffered writer (:mod:`campus.logwriter`, many lines per system
+call) is the only one listening, as it is in a running campus, the line is formatted straight
+from its fields and handed to it, with no LogRecord; otherwise a record is built directly
+(no caller lookup) and goes through logging as usual.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tornado.web import RequestHandler
 
 from campus import requestid
 from campus.handlers.base import ApiError, client_address
+from campus.logwriter import sole_writer
 from campus.metrics import Metrics
 
 access_log = logging.getLogger("campus.access")
@@ -86,6 +89,10 @@ class RequestLog:
             "duration_ms": millis,
             "client": client,
         }
+        writer = sole_writer(access_log)
+        if writer is not None:  # the usual case: the line, without a LogRecord
+            writer.access(level, requestid.current.get(), fields)
+            return
         args = (client, method, path, status, millis)
         access_log.handle(AccessRecord(level, args, requestid.current.get(), fields))
 

@@ -134,3 +134,27 @@ def test_no_session_id_password_or_secret_in_the_process_output(
         assert secret not in output
     access = [line for line in output.splitlines() if "campus.access" in line]
     assert len(access) == 1 + 5  # the start-up health check, then our five requests
+
+
+@pytest.mark.parametrize("kind", ["text", "json"])
+@pytest.mark.parametrize(("level", "request_id"), [(20, "a1b2"), (30, None)])
+def test_the_direct_line_is_the_line_logging_would_write(
+    kind: str, level: int, request_id: str | None
+) -> None:
+    """A running campus hands access lines to its writer without a LogRecord: the line must
+    be the very one the record would have made (text and JSON alike)."""
+    from campus.accesslog import AccessRecord
+    from campus.logs import formatter
+
+    fields = {
+        "method": "GET",
+        "path": "/api/\\x0a?",
+        "status": 503,
+        "duration_ms": 12.3,
+        "client": "198.51.100.7",
+    }
+    args = (fields["client"], fields["method"], fields["path"], fields["status"], 12.3)
+    record = AccessRecord(level, args, request_id, fields)
+    record.created = 1_764_590_000.25
+    chosen = formatter(kind)
+    assert chosen.access(level, record.created, request_id, fields) == chosen.format(record)  # type: ignore[attr-defined]
