@@ -141,6 +141,8 @@ class Watch(httputil.HTTPMessageDelegate):
         if self._declared_too_large(headers):
             self._refuse(413, "Content Too Large", "Request body too large", headers)
             return None
+        if isinstance(start_line, httputil.RequestStartLine):
+            start_line = origin_form(start_line, headers)
         return self.inner.headers_received(start_line, headers)
 
     def _declared_too_large(self, headers: httputil.HTTPHeaders) -> bool:
@@ -166,6 +168,22 @@ class Watch(httputil.HTTPMessageDelegate):
 
     def on_connection_close(self) -> None:
         self.inner.on_connection_close()
+
+
+def origin_form(
+    start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders
+) -> httputil.RequestStartLine:
+    """A request target in absolute form (``GET http://host/path``), which a server must
+    accept (RFC 9112, 3.2.2), as the path it names; its authority replaces ``Host``."""
+    target = start_line.path
+    if not target.lower().startswith(("http://", "https://")):
+        return start_line
+    rest = target.partition("://")[2]
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, path = rest[:end].rpartition("@")[2], rest[end:]  # no user info in Host
+    if authority:
+        headers["Host"] = authority
+    return start_line._replace(path=path if path.startswith("/") else "/" + path)
 
 
 def declared_over(content_length: str, limit: int) -> bool:

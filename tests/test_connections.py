@@ -188,6 +188,16 @@ def test_a_request_tornado_cannot_parse_gets_a_json_400(quick: Campus) -> None:
         assert re.fullmatch(r"[0-9a-f]{16}", response.headers["x-request-id"])
 
 
+def test_a_target_in_absolute_form_is_the_path_it_names(quick: Campus) -> None:
+    """A server must accept ``GET http://host/path`` (RFC 9112, 3.2.2)."""
+    target = f"http://127.0.0.1:{quick.port}/healthz"
+    response = exchange(quick.port, build("GET", target))
+    assert response.status == 200 and json.loads(response.body)["status"] == "ok"
+    assert (
+        exchange(quick.port, build("GET", f"http://127.0.0.1:{quick.port}/api/nope")).status == 404
+    )
+
+
 def test_a_content_length_too_long_to_convert_is_a_413_not_an_exception(quick: Campus) -> None:
     digits = "1" * 4301  # int() refuses more than 4,300 digits
     request = f"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: {digits}\r\n\r\n"
