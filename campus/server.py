@@ -298,7 +298,10 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     await _check_store(store, config.redis.timeout)
     # Only now: systemd starts units ordered after us, and a proxy may route to us, once READY
-    # (and a stop it sends from then on is a graceful one).
+    # (and a stop it sends from then on is a graceful one). The buffered log lines go first,
+    # so that the journal holds "listening" once `systemctl start` has returned.
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     notify("READY=1", f"STATUS=listening on {config.server.host}:{port}")  # no-op in workers
     if ready is not None:
         ready()
