@@ -202,6 +202,26 @@ async def test_head_of_a_missing_file_is_404(fetch: Fetch) -> None:
     assert response.body == b""
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.gen_test
+async def test_a_range_past_the_end_is_a_json_416(fetch: Fetch, method: str) -> None:
+    response = await fetch("/app.js", method=method, headers={"Range": "bytes=9999-"})
+    assert response.code == 416
+    assert response.headers["Content-Range"] == f"bytes */{len(APP_JS)}"
+    assert response.headers["Content-Type"] == "application/json; charset=UTF-8"
+    if method == "GET":
+        assert json.loads(response.body) == {"errorMessage": "Range not satisfiable"}
+    else:
+        assert response.body == b""
+
+
+@pytest.mark.gen_test
+async def test_a_range_within_the_file_is_served(fetch: Fetch) -> None:
+    response = await fetch("/app.js", headers={"Range": "bytes=0-6"})
+    assert response.code == 206
+    assert response.body == APP_JS[:7]
+
+
 # --- conditional requests --------------------------------------------------------------
 
 

@@ -7,8 +7,10 @@ to is decided here, with every candidate's real path checked to lie inside its r
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
+from http import HTTPStatus
 
 from tornado.web import HTTPError, StaticFileHandler
 
@@ -64,6 +66,10 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
             found = (self.dist, SHELL)
         self.root, relative = found
         await super().get(relative, include_body)
+        if self.get_status() == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE and not self._finished:
+            # StaticFileHandler leaves a 416 empty and text/plain: ours are JSON errors too.
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(json.dumps({"errorMessage": "Range not satisfiable"}))
 
     def compute_etag(self) -> str | None:
         # Size and mtime, like nginx: StaticFileHandler's content hash is cached for the life of
