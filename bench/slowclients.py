@@ -16,6 +16,7 @@ asks ``GET /healthz`` on a fresh connection every 20 ms. It reports, per attack:
     python3 bench/slowclients.py --attacks slowloris --nofile 512 --connections 1000 --length 20
     python3 bench/slowclients.py --json bench/slowclients.json
     python3 bench/slowclients.py --attacks slowread --pipeline 10   # 10 requests per connection
+    python3 bench/slowclients.py --probe-from 127.0.0.2  # probe as another client than the attacker
 
 Needs Debian's slowhttptest. The targets: p99 of the 200s under 100 ms, no failed probe once
 the attack's connections have been cut, stderr under 1 MB.
@@ -70,6 +71,7 @@ class Result:
     connections: int
     length_s: int
     pipeline: int = 1  # slow read's requests per connection
+    probe_from: str = "127.0.0.1"  # the probe's source address (the attacker's is 127.0.0.1)
     probes: int = 0
     ok: int = 0
     busy: int = 0
@@ -97,12 +99,14 @@ def free_port() -> int:
         return port
 
 
-def probe(port: int, timeout: float = 2.0) -> tuple[str, float]:
-    """GET /healthz on a new connection: (outcome, milliseconds)."""
+def probe(port: int, timeout: float = 2.0, source: str = "127.0.0.1") -> tuple[str, float]:
+    """GET /healthz on a new connection from address *source*: (outcome, milliseconds)."""
     started = time.perf_counter()
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
+        ) as sock:
             sock.sendall(request)
             head = b""
             while b"\r\n" not in head:
@@ -162,6 +166,7 @@ def start_campus(
 def run(attack: str, args: argparse.Namespace) -> Result:
     path, extra = ATTACKS[attack]
     result = Result(attack, args.nofile, args.connections, args.length)
+    result.probe_from = args.probe_from
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,13 +199,13 @@ def run(attack: str, args: argparse.Namespace) -> Result:
         watcher = threading.Thread(target=watch_fds, daemon=True)
         watcher.start()
         while attacker.poll() is None:
-            outcome, latency = probe(port)
+            outcome, latency = probe(port, source=args.probe_from)
             probes.append(Probe(time.monotonic() - started, outcome, latency))
             time.sleep(0.02)
         elapsed = time.monotonic() - started
         # After the attack: the server must be fully back.
         for _ in range(50):
-            outcome, latency = probe(port)
+            outcome, latency = probe(port, source=args.probe_from)
             probes.append(Probe(time.monotonic() - started, outcome, latency))
             time.sleep(0.02)
         stop.set()
@@ -256,6 +261,12 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=30, help="seconds per attack")
     parser.add_argument(
         "--pipeline", type=int, default=1, help="slow read: requests per connection (1-10)"
+    )
+    parser.add_argument(
+        "--probe-from",
+        default="127.0.0.1",
+        help="the probe's source address: 127.0.0.2 is another client than the attacker"
+        " (whose share, [server] max_connections_per_client, then leaves it room)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--logs", type=Path, help="keep each run's server stderr in this directory")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +43,16 @@ USERS = [
     {"email": "ann@campus.test", "name": "Ann", "roles": ["student"]},
     {"email": "bob@campus.test", "name": "Bob", "roles": ["staff"]},
 ]
+
+
+def installed_requirements() -> str:
+    """PYTHONPATH for a new virtualenv to find the pinned requirements this suite runs with.
+
+    `--system-site-packages` would give it the machine's Python's packages, which on a
+    Debian machine are not these (pip refuses to install there).
+    """
+    paths = sysconfig.get_paths()
+    return os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
 
 
 def free_port() -> int:

@@ -1,9 +1,9 @@
 """The README's two commands, scripts/serve and scripts/test, run in a throwaway copy of the
 checkout: each makes its virtualenv (or reuses it) and installs what is missing, then works.
 
-The virtualenv is made with --system-site-packages (VENV_OPTIONS), so that the pinned
-requirements are found already installed instead of downloaded again; everything else is
-what a newcomer runs.
+The virtualenv finds the pinned requirements this suite runs with (PYTHONPATH), so that
+they count as installed instead of being downloaded again; everything else is what a
+newcomer runs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, installed_requirements
 from tests.test_server import campus_env
 
 
@@ -37,7 +37,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def script_env(checkout: Path) -> dict[str, str]:
-    return campus_env(VENV=str(checkout / ".venv"), VENV_OPTIONS="--system-site-packages")
+    return campus_env(VENV=str(checkout / ".venv"), PYTHONPATH=installed_requirements())
 
 
 def serve(checkout: Path) -> tuple[str, int]:

@@ -4,6 +4,7 @@ store that is down, with a typo in a variable. Every case is a real `python -m c
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REPO, RedisServer
+from tests.conftest import PASSWORD, REPO, RedisServer, installed_requirements
 from tests.test_server import SECRET, Campus, campus_env
 
 
@@ -204,10 +205,15 @@ def test_users_add_from_another_directory_writes_under_the_root(tmp_path: Path) 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The `campus` command of this checkout installed into a new virtualenv (its runtime
-    dependencies come from the machine's Python, so this costs no download)."""
+    """The `campus` command of this checkout installed into a new virtualenv. Its runtime
+    dependencies are the suite's own (installed_requirements: no download); campus itself
+    comes from the venv only, the checkout is not on its path."""
     venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    purelib = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    (purelib / "suite_requirements.pth").write_text(
+        installed_requirements().replace(os.pathsep, "\n") + "\n"
+    )
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     subprocess.run(
         [*pip, "--no-deps", "--disable-pip-version-check", str(REPO)],

@@ -23,6 +23,13 @@ def test_sentinel_url() -> None:
     assert "p:w" not in repr(target)
 
 
+def test_an_ipv6_sentinel_after_another_host_and_a_query_are_read() -> None:
+    # urlsplit() refuses this host list since the fix for CVE-2024-11168 (Debian 12 has it).
+    target = parse_redis_url("redis+sentinel://s1,[2001:db8::7]:26380/campus?ignored=1#x")
+    assert target.nodes == (("s1", 26379), ("2001:db8::7", 26380))
+    assert (target.service, target.db) == ("campus", 0)
+
+
 def test_sentinel_url_defaults() -> None:
     target = parse_redis_url("redis+sentinel://s1/campus")
     assert (target.nodes, target.db, target.username, target.password) == (

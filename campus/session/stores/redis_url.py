@@ -14,6 +14,7 @@ error messages never repeat the URL: it may hold a password.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -28,6 +29,8 @@ SINGLE_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
 SCHEMES = (*SINGLE_SCHEMES, SENTINEL_SCHEME, CLUSTER_SCHEME)
+#: After "scheme://": the authority (up to "/", "?" or "#"), then the path (query dropped).
+_NETLOC_AND_PATH = re.compile(r"([^/?#]*)([^?#]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +52,16 @@ def parse_redis_url(url: str) -> RedisTarget:
         return RedisTarget("single", url)
     if scheme not in (SENTINEL_SCHEME, CLUSTER_SCHEME):
         raise ValueError(f"scheme must be {', '.join(SCHEMES)}")
-    parts = urlsplit(url)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
+    # Not urlsplit(): since the fix for CVE-2024-11168 (in Debian 12's 3.11.2 too) it refuses a
+    # host list with a bracketed IPv6 address after another host ("Invalid IPv6 URL").
+    split = _NETLOC_AND_PATH.match(url.partition("://")[2])
+    assert split is not None  # it matches any text, if only with empty groups
+    netloc, path_text = split.groups()
+    userinfo, _, hosts = netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
     default_port = 26379 if scheme == SENTINEL_SCHEME else 6379
     nodes = tuple(_node(item, default_port) for item in hosts.split(","))
-    path = [segment for segment in parts.path.split("/") if segment]
+    path = [segment for segment in path_text.split("/") if segment]
     if scheme == SENTINEL_SCHEME:
         if not path or len(path) > 2:
             raise ValueError(f"want {SENTINEL_SCHEME}://host:port,.../service_name[/db]")
