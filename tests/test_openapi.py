@@ -59,7 +59,7 @@ def test_every_answer_matches_the_document(campus: Campus, tmp_path: Path, signe
             "--phases",
             "examples,coverage,fuzzing",
             "--max-time",
-            "20",
+            "10",
             "--workers",
             "1",
             "--request-timeout",
