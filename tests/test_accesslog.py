@@ -20,8 +20,9 @@ from campus.accesslog import MAX_PATH, printable
 from campus.app import make_app
 from campus.config import Config, ServerConfig
 from campus.services import Services
-from tests.conftest import PASSWORD, REPO, FakeClock, RedisServer, make_services
-from tests.test_server import SECRET, Campus, campus_env
+from campus.session.contract import ContractClock
+from tests.conftest import PASSWORD, make_services
+from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env
 
 WRONG = "Tr0ub4dor&3-not-it"
 LINE = re.compile(r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+)" (?P<status>\d{3}) [0-9.]+ms')
@@ -67,7 +68,7 @@ async def test_one_line_per_request_with_method_path_status(
 
 
 @pytest.fixture
-def behind_proxy(config: Config, clock: FakeClock) -> Services:
+def behind_proxy(config: Config, clock: ContractClock) -> Services:
     server = ServerConfig(trust_proxy=True)
     return make_services(dataclasses.replace(config, server=server), clock)
 

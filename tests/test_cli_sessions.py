@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, RedisServer, free_port
-from tests.test_server import SECRET, Campus, campus_env, run_campus
+from tests.conftest import PASSWORD
+from tests.servers import SECRET, Campus, RedisServer, campus_env, free_port, run_campus
 
 
 @pytest.fixture

@@ -23,9 +23,8 @@ from pathlib import Path
 import pytest
 
 from campus.connections import FD_RESERVE
-from tests.conftest import REPO
 from tests.rawhttp import Response, build, exchange, read_response
-from tests.test_server import Campus, campus_env
+from tests.servers import REPO, Campus, campus_env
 from tests.test_systemd import service_section
 
 CPU_TICK = os.sysconf("SC_CLK_TCK")

@@ -15,8 +15,8 @@ import redis
 
 from campus.config import Config
 from campus.session import CookieSigner
-from tests.conftest import PASSWORD, RedisServer, free_port
-from tests.test_server import Campus, campus_env, run_campus
+from tests.conftest import PASSWORD
+from tests.servers import Campus, RedisServer, campus_env, free_port, run_campus
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 SECRET_A = "a-secret-of-the-old-days-" + "a" * 24

@@ -26,10 +26,9 @@ import pytest
 import redis
 
 from campus.session import CookieSigner
-from tests.conftest import REPO, RedisServer, free_port
 from tests.rawhttp import SECRET, Response, build, exchange, plant_site
-from tests.test_server import SECRET as SESSION_SECRET
-from tests.test_server import campus_env
+from tests.servers import REPO, RedisServer, campus_env, free_port, redis_keys
+from tests.servers import SECRET as SESSION_SECRET
 
 FUZZ_REQUESTS = 5000
 FUZZ_SECONDS = 25.0
@@ -206,7 +205,7 @@ def test_thousands_of_random_requests(server: Server, redis_db: redis.Redis) -> 
         assert SECRET not in response.raw, where
     assert sent >= 500, f"only {sent} requests in {FUZZ_SECONDS}s (seed {seed})"
 
-    sessions = [k for k in redis_db.keys("*") if not k.startswith(b"campus:login:")]
+    sessions = [k for k in redis_keys(redis_db) if not k.startswith(b"campus:login:")]
     assert sessions == [], f"seed {seed}: garbage created {sessions}"
     assert exchange(server.port, build("GET", "/healthz")).status == 200  # still serving
     server.process.send_signal(signal.SIGTERM)

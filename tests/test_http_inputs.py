@@ -23,7 +23,8 @@ from campus.session import CookieSigner, StoreUnavailable
 from campus.session.store import new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.users import MAX_EMAIL, MAX_PASSWORD
-from tests.conftest import PASSWORD, REPO, DownStore, session_cookie
+from tests.conftest import PASSWORD, DownStore, session_cookie
+from tests.servers import REPO
 
 MAX_BODY = 64 * 1024
 ANN = "ann@campus.test"

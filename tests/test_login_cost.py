@@ -19,8 +19,8 @@ from types import TracebackType
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, RedisServer
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import SECRET, Campus, RedisServer, campus_env
 
 MARKER = "campus-test:end-of-capture"
 
@@ -50,7 +50,7 @@ class Commands:
 
     def _watch(self) -> None:
         client = redis.Redis(port=self._port, socket_timeout=10)
-        with client.monitor() as monitor:
+        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
             self._ready.set()
             while True:
                 entry = monitor.next_command()

@@ -20,10 +20,12 @@ from campus.config import Config, MetricsConfig, ServerConfig
 from campus.metrics import REQUEST_BUCKETS, Metrics, TimedStore, timed_store, unwrap
 from campus.server import _sweeper, build_sessions
 from campus.services import Services
+from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.users import UserDirectory
-from tests.conftest import PASSWORD, REPO, DownStore, FakeClock, make_store
+from tests.conftest import PASSWORD, DownStore, make_store
+from tests.servers import REPO
 
 TOKEN = "metrics-token-0123456789abcdef"
 
@@ -40,7 +42,7 @@ def build(config: Config, clock: Any, store: Any = None) -> Services:
 
 
 @pytest.fixture
-def services(request: pytest.FixtureRequest, config: Config, clock: FakeClock) -> Services:
+def services(request: pytest.FixtureRequest, config: Config, clock: ContractClock) -> Services:
     marker = request.node.get_closest_marker("metrics_config")
     overrides = marker.kwargs if marker else {}
     if "token" in overrides:
@@ -223,7 +225,7 @@ async def test_store_failures_are_counted_by_operation(http_client: Any, base_ur
     assert value(samples, "campus_logins_total", outcome="error") == 1
 
 
-def test_the_memory_sweep_counts_expired_sessions(clock: FakeClock) -> None:
+def test_the_memory_sweep_counts_expired_sessions(clock: ContractClock) -> None:
     metrics = Metrics()
     store = MemoryStore(max_sessions=10, clock=clock)
     for sid in ("a", "b"):
@@ -251,7 +253,8 @@ async def test_the_store_proxy_times_any_coroutine_method_and_passes_the_rest() 
     assert await proxy.end_handle("h") == 7
     with pytest.raises(StoreUnavailable):
         await proxy.ping()
-    assert proxy.client is inner.client and unwrap(proxy) is inner  # type: ignore[arg-type]
+    behind: object = unwrap(proxy)
+    assert proxy.client is inner.client and behind is inner
     text = metrics.exposition(None)[0].decode()
     timed = 'campus_store_operation_duration_seconds_count{operation="end_handle",store="custom"}'
     assert f"{timed} 1.0" in text

@@ -18,9 +18,9 @@ import pytest
 
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
-from tests.conftest import PASSWORD, RedisServer
+from tests.conftest import PASSWORD
+from tests.servers import SECRET, Campus, RedisServer, campus_env
 from tests.session.test_redis_outage import PERSISTENT, kill
-from tests.test_server import SECRET, Campus, campus_env
 
 UNAVAILABLE = {"errorMessage": "Session store unavailable"}
 #: Paths that must not care about the store, and one that needs the session.

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REPO, RedisServer
-from tests.test_server import SECRET, Campus, campus_env, run_campus
+from tests.conftest import PASSWORD
+from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env, redis_command, run_campus
 
 ACL_PASSWORD = "acl-password-for-the-campus-user"
 
@@ -28,7 +28,7 @@ def test_campus_works_as_the_documented_acl_user(users_file: Path, tmp_path: Pat
     server.start()
     try:
         admin = server.client()
-        admin.execute_command(*documented_acl())
+        redis_command(admin, *documented_acl())
         url = f"redis://campus:{ACL_PASSWORD}@127.0.0.1:{server.port}/0"
         env = campus_env(
             CAMPUS_ENV="production",

@@ -12,8 +12,8 @@ from tornado.web import decode_signed_value
 
 from tests.conftest import PASSWORD
 from tests.redis_topologies import Cluster, SentinelGroup, wait_for
+from tests.servers import SECRET, Campus, campus_env, run_campus
 from tests.session.test_redis_outage import kill
-from tests.test_server import SECRET, Campus, campus_env, run_campus
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 BOB = {"email": "bob@campus.test", "password": PASSWORD}

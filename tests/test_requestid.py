@@ -20,9 +20,11 @@ from campus.logs import JsonFormatter
 from campus.logwriter import LogWriter
 from campus.requestid import request_id_for
 from campus.services import Services
+from campus.session.contract import ContractClock
 from campus.session.store import new_session_id
-from tests.conftest import REPO, DownStore, FakeClock, make_services
+from tests.conftest import DownStore, make_services
 from tests.rawhttp import build, exchange
+from tests.servers import REPO
 
 GENERATED = re.compile(r"[0-9a-f]{16}")
 
@@ -116,12 +118,12 @@ async def test_the_access_line_carries_the_id(http_client: Any, base_url: str) -
 
 
 @pytest.fixture
-def down_services(config: Any, clock: FakeClock) -> Services:
+def down_services(config: Any, clock: ContractClock) -> Services:
     from dataclasses import replace
 
     services = make_services(config, clock)
     manager = services.sessions
-    manager.store = DownStore()  # type: ignore[assignment]
+    manager.store = DownStore()
     return replace(services, sessions=manager)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, RedisServer
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import SECRET, Campus, RedisServer, campus_env
 
 
 @pytest.fixture

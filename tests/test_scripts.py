@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port
-from tests.test_server import campus_env
+from tests.servers import REPO, campus_env, free_port
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPResponse
 
-from tests.conftest import PASSWORD, REPO
+from tests.conftest import PASSWORD
+from tests.servers import REPO
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
 

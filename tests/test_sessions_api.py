@@ -21,9 +21,11 @@ from campus.app import make_app
 from campus.config import Config
 from campus.handlers.auth import SessionHandler
 from campus.services import Services
+from campus.session.contract import ContractClock
 from campus.session.store import MAX_LISTED, SessionRecord, new_session_id, session_ref
 from campus.session.stores.redis import RedisStore
-from tests.conftest import PASSWORD, REPO, FakeClock, make_config, make_services, session_cookie
+from tests.conftest import PASSWORD, make_config, make_services, session_cookie
+from tests.servers import REPO
 
 pytestmark = pytest.mark.gen_test
 
@@ -111,7 +113,7 @@ def browsers(http_client: AsyncHTTPClient, base_url: str) -> Any:
 
 
 async def test_the_listing_shows_every_session_newest_first(
-    browsers: Any, clock: FakeClock, config: Config
+    browsers: Any, clock: ContractClock, config: Config
 ) -> None:
     laptop, phone, bob = browsers(FIREFOX), browsers(IPHONE), browsers()
     await laptop.login()
@@ -344,7 +346,7 @@ class TestTopologies:
 
     @pytest.fixture
     def services(
-        self, request: pytest.FixtureRequest, topology: str, users_file: Any, clock: FakeClock
+        self, request: pytest.FixtureRequest, topology: str, users_file: Any, clock: ContractClock
     ) -> Any:
         group = request.getfixturevalue(topology)
         group.flush()
@@ -375,7 +377,7 @@ class TestTopologies:
 
 
 async def test_end_others_ends_more_than_one_listing_holds(
-    browsers: Any, services: Services, clock: FakeClock
+    browsers: Any, services: Services, clock: ContractClock
 ) -> None:
     """The listing is capped (MAX_LISTED, the newest); ending all others is not."""
     here = browsers()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REPO, RedisServer
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env
 
 
 def elsewhere(tmp_path: Path, **extra: str) -> dict[str, str]:

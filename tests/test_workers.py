@@ -13,15 +13,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REPO, RedisServer
-from tests.test_server import SECRET, Campus, campus_env, run_campus
+from tests.conftest import PASSWORD
+from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env, run_campus, wait_for
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 
@@ -88,13 +88,6 @@ def worker_of(connection: http.client.HTTPConnection, server: Campus) -> int:
     owners = [child for child in children(server.process.pid) if socket_inodes(child) & inodes]
     assert len(owners) == 1, owners
     return owners[0]
-
-
-def wait_for(what: Callable[[], bool], message: str, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while not what():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.05)
 
 
 def both_listen(server: Campus) -> set[int]:

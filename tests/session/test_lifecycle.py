@@ -23,8 +23,9 @@ from campus.session import SessionManager, SessionMixin, SessionStore, StoreUnav
 from campus.session.store import SessionRecord, new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import RedisServer, free_port, session_cookie
+from tests.conftest import session_cookie
 from tests.rawhttp import build, exchange
+from tests.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test
 

@@ -19,10 +19,12 @@ from campus.config import Config
 from campus.handlers.auth import SessionHandler
 from campus.services import Services
 from campus.session import Session, StoreUnavailable
+from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, SessionStore
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import FakeClock, free_port, make_config, make_services, session_cookie
+from tests.conftest import make_config, make_services, session_cookie
+from tests.servers import free_port
 
 pytestmark = pytest.mark.gen_test
 
@@ -260,7 +262,7 @@ async def test_a_nested_value_json_cannot_hold_is_a_500_not_a_hang(
 
 
 @pytest.fixture
-def dead_redis_services(config: Config, clock: FakeClock) -> Services:
+def dead_redis_services(config: Config, clock: ContractClock) -> Services:
     services = make_services(config, clock)
     dead = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
     return with_store(services, dead)
@@ -370,7 +372,7 @@ async def test_destroy_clears_the_cookie_with_the_attributes_it_was_set_with(
 
 
 async def test_the_idle_timeout_is_enforced_by_the_server(
-    browser: Browser, clock: FakeClock
+    browser: Browser, clock: ContractClock
 ) -> None:
     await browser.get("/login")
     clock.advance(1799)
@@ -382,7 +384,7 @@ async def test_the_idle_timeout_is_enforced_by_the_server(
 
 
 async def test_the_absolute_timeout_holds_however_active_the_user(
-    browser: Browser, clock: FakeClock
+    browser: Browser, clock: ContractClock
 ) -> None:
     await browser.get("/login")
     for _ in range(28800 // 1200 - 1):
@@ -393,7 +395,7 @@ async def test_the_absolute_timeout_holds_however_active_the_user(
 
 
 async def test_the_rolling_cookie_is_resent_at_most_once_a_minute_and_never_to_strangers(
-    browser: Browser, clock: FakeClock, http_client: AsyncHTTPClient, base_url: str
+    browser: Browser, clock: ContractClock, http_client: AsyncHTTPClient, base_url: str
 ) -> None:
     await browser.get("/login")
     clock.advance(30)
@@ -407,7 +409,7 @@ async def test_the_rolling_cookie_is_resent_at_most_once_a_minute_and_never_to_s
 
 
 async def test_secret_rotation_keeps_old_cookies_until_the_old_secret_is_dropped(
-    users_file: Any, clock: FakeClock
+    users_file: Any, clock: ContractClock
 ) -> None:
     old, new = "o" * 40, "n" * 40
     store: SessionStore = MemoryStore(max_sessions=10, clock=clock)
@@ -427,7 +429,7 @@ async def test_secret_rotation_keeps_old_cookies_until_the_old_secret_is_dropped
     assert dict((await manager(new).load(value)).session) == {}
 
 
-async def test_store_errors_are_the_only_errors(clock: FakeClock) -> None:
+async def test_store_errors_are_the_only_errors(clock: ContractClock) -> None:
     store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2), clock=clock)
     with pytest.raises(StoreUnavailable):
         await store.load("x" * 43, touch=1)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import FakeClock, RedisServer, free_port
 from tests.redis_topologies import Cluster
+from tests.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test(timeout=30)  # some tests start and kill redis-servers
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.gen_test(timeout=30)  # some tests start and kill redis
 PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
 
 
-def record(clock: FakeClock, user: str | None = None) -> SessionRecord:
+def record(clock: ContractClock, user: str | None = None) -> SessionRecord:
     data = encode_values({"user": {"email": "ann@campus.test"}})
     return SessionRecord(data, int(clock()) + 60, user)
 
@@ -46,7 +47,7 @@ def black_hole() -> Iterator[int]:
 
 
 async def test_a_server_that_never_answers_costs_one_timeout_not_several(
-    black_hole: int, clock: FakeClock
+    black_hole: int, clock: ContractClock
 ) -> None:
     """Without a deadline per operation this took four socket timeouts (handshake + retry)."""
     store = RedisStore(connect(f"redis://127.0.0.1:{black_hole}/0", timeout=0.5), clock=clock)
@@ -65,7 +66,7 @@ async def test_a_server_that_never_answers_costs_one_timeout_not_several(
 
 
 async def test_a_pool_of_stale_connections_recovers_on_the_first_request(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ContractClock
 ) -> None:
     """Every pooled connection dies with the server; each must be replaced, none reported."""
     server = RedisServer(tmp_path, *PERSISTENT)
@@ -86,7 +87,7 @@ async def test_a_pool_of_stale_connections_recovers_on_the_first_request(
 
 
 async def test_killed_with_persistence_on_sessions_survive(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ContractClock
 ) -> None:
     server = RedisServer(tmp_path, *PERSISTENT)
     server.start()
@@ -106,7 +107,7 @@ async def test_killed_with_persistence_on_sessions_survive(
 
 
 async def test_killed_without_persistence_sessions_are_gone_but_nothing_breaks(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ContractClock
 ) -> None:
     """The contrast that makes the test above mean something: the default loses them."""
     server = RedisServer(tmp_path)
@@ -133,7 +134,7 @@ async def test_killed_without_persistence_sessions_are_gone_but_nothing_breaks(
     ids=["single", "sentinel", "cluster"],
 )
 async def test_nobody_listening_is_store_unavailable_in_every_topology(
-    url: str, clock: FakeClock
+    url: str, clock: ContractClock
 ) -> None:
     store = RedisStore(connect(url.format(free_port(), free_port()), timeout=0.5), clock=clock)
     loop = asyncio.get_running_loop()
@@ -165,7 +166,7 @@ def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
         cluster.stop()
 
 
-async def test_a_cluster_node_dies(own_cluster: Cluster, clock: FakeClock) -> None:
+async def test_a_cluster_node_dies(own_cluster: Cluster, clock: ContractClock) -> None:
     """Keys in its slots (and soon, with the Cluster marked down, all keys) are unavailable:
     StoreUnavailable, not a RedisClusterException (which is no RedisError) leaking out."""
     store = RedisStore(connect(own_cluster.url, timeout=0.5), clock=clock)
