@@ -16,6 +16,7 @@ import argon2
 import pytest
 import redis
 import tornado.web
+from tornado.ioloop import IOLoop
 
 from campus.app import make_app
 from campus.config import Argon2Params, Config, RedisConfig, SessionConfig, UsersConfig
@@ -125,8 +126,19 @@ def config(request: pytest.FixtureRequest, users_file: Path) -> Config:
 
 
 @pytest.fixture
-def services(config: Config, clock: ContractClock) -> Services:
-    return make_services(config, clock)
+def services(config: Config, clock: ContractClock, io_loop: IOLoop) -> Iterator[Services]:
+    """The app's services; their store is closed after the test, in the test's event loop.
+
+    A Redis store's read connection is a task of that loop: left open, it is destroyed pending.
+    """
+    yield from closing_store(make_services(config, clock), io_loop)
+
+
+def closing_store(services: Services, io_loop: IOLoop) -> Iterator[Services]:
+    """A fixture's body: yield *services*, then close their store in the test's event loop."""
+    store = services.sessions.store
+    yield services
+    io_loop.run_sync(store.close)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +15,7 @@ import pytest
 import redis
 import tornado.web
 from tornado.httpclient import HTTPResponse
+from tornado.ioloop import IOLoop
 from tornado.web import decode_signed_value
 
 from campus.accesslog import MAX_PATH, printable
@@ -21,7 +23,7 @@ from campus.app import make_app
 from campus.config import Config, ServerConfig
 from campus.services import Services
 from campus.session.contract import ContractClock
-from tests.conftest import PASSWORD, make_services
+from tests.conftest import PASSWORD, closing_store, make_services
 from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env
 
 WRONG = "Tr0ub4dor&3-not-it"
@@ -68,9 +70,11 @@ async def test_one_line_per_request_with_method_path_status(
 
 
 @pytest.fixture
-def behind_proxy(config: Config, clock: ContractClock) -> Services:
+def behind_proxy(config: Config, clock: ContractClock, io_loop: IOLoop) -> Iterator[Services]:
     server = ServerConfig(trust_proxy=True)
-    return make_services(dataclasses.replace(config, server=server), clock)
+    yield from closing_store(
+        make_services(dataclasses.replace(config, server=server), clock), io_loop
+    )
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ import redis
 import redis.asyncio
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
 from tornado.testing import bind_unused_port
 
 from campus import cli
@@ -41,7 +42,7 @@ from campus.services import Services
 from campus.session.contract import ContractClock
 from campus.session.stores.redis import RedisStore
 from campus.users import UserDirectory
-from tests.conftest import PASSWORD, make_config, make_store, session_cookie
+from tests.conftest import PASSWORD, closing_store, make_config, make_store, session_cookie
 from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env
 
 APP_DIR = REPO / "tests" / "express"
@@ -176,8 +177,8 @@ def cut_over_services(config: Config, clock: ContractClock) -> Services:
 
 
 @pytest.fixture
-def services(config: Config, clock: ContractClock) -> Services:
-    return cut_over_services(config, clock)
+def services(config: Config, clock: ContractClock, io_loop: IOLoop) -> Iterator[Services]:
+    yield from closing_store(cut_over_services(config, clock), io_loop)
 
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import tornado.web
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPResponse
+from tornado.ioloop import IOLoop
 
 from campus.app import make_app
 from campus.config import Config, MetricsConfig, ServerConfig
@@ -24,7 +26,7 @@ from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.users import UserDirectory
-from tests.conftest import PASSWORD, DownStore, make_store
+from tests.conftest import PASSWORD, DownStore, closing_store, make_store
 from tests.servers import REPO
 
 TOKEN = "metrics-token-0123456789abcdef"
@@ -42,18 +44,22 @@ def build(config: Config, clock: Any, store: Any = None) -> Services:
 
 
 @pytest.fixture
-def services(request: pytest.FixtureRequest, config: Config, clock: ContractClock) -> Services:
+def services(
+    request: pytest.FixtureRequest, config: Config, clock: ContractClock, io_loop: IOLoop
+) -> Iterator[Services]:
     marker = request.node.get_closest_marker("metrics_config")
     overrides = marker.kwargs if marker else {}
     if "token" in overrides:
         config = dataclasses.replace(config, metrics=MetricsConfig(token=overrides["token"]))
-    if "enabled" in overrides:
-        return dataclasses.replace(build(config, clock), metrics=None)
     if overrides.get("trust_proxy"):
         config = dataclasses.replace(config, server=ServerConfig(trust_proxy=True))
     if overrides.get("down"):
-        return build(config, clock, DownStore())
-    return build(config, clock)
+        yield build(config, clock, DownStore())  # nothing to close
+        return
+    services = build(config, clock)
+    if "enabled" in overrides:
+        services = dataclasses.replace(services, metrics=None)
+    yield from closing_store(services, io_loop)
 
 
 async def fetch(http_client: Any, base_url: str, path: str, **kwargs: Any) -> HTTPResponse:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.ioloop import IOLoop
 
 from campus.config import Config
 from campus.handlers.auth import SessionHandler
@@ -23,7 +24,7 @@ from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, SessionStore
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import make_config, make_services, session_cookie
+from tests.conftest import closing_store, make_config, make_services, session_cookie
 from tests.servers import free_port
 
 pytestmark = pytest.mark.gen_test
@@ -262,10 +263,12 @@ async def test_a_nested_value_json_cannot_hold_is_a_500_not_a_hang(
 
 
 @pytest.fixture
-def dead_redis_services(config: Config, clock: ContractClock) -> Services:
+def dead_redis_services(
+    config: Config, clock: ContractClock, io_loop: IOLoop
+) -> Iterator[Services]:
     services = make_services(config, clock)
     dead = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
-    return with_store(services, dead)
+    yield from closing_store(with_store(services, dead), io_loop)
 
 
 async def test_store_down_on_save_is_503_with_no_cookie(
