@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ import argon2
 import pytest
 import redis
 import tornado.web
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.ioloop import IOLoop
 
 from campus.app import make_app
@@ -144,6 +145,23 @@ def closing_store(services: Services, io_loop: IOLoop) -> Iterator[Services]:
 @pytest.fixture
 def app(services: Services) -> tornado.web.Application:
     return make_app(services, root=str(REPO))
+
+
+#: The ``fetch`` fixture: ``await fetch(path, **options)`` of tornado's fetch.
+Fetch = Callable[..., Awaitable[HTTPResponse]]
+
+
+@pytest.fixture
+def fetch(http_client: AsyncHTTPClient, base_url: str) -> Fetch:
+    """Requests to the test's server by path: an error status is a response, not an exception,
+    and a redirect is the response itself (``follow_redirects=True`` to follow it)."""
+
+    async def do(path: str, **options: Any) -> HTTPResponse:
+        options.setdefault("raise_error", False)
+        options.setdefault("follow_redirects", False)
+        return await http_client.fetch(base_url + path, **options)
+
+    return do
 
 
 def session_cookie(response: Any, name: str = "campus.sid") -> str | None:

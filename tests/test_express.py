@@ -19,7 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from campus.services import Services
 from campus.session.contract import ContractClock
 from campus.session.stores.redis import RedisStore
 from campus.users import UserDirectory
-from tests.conftest import PASSWORD, closing_store, make_config, make_store, session_cookie
+from tests.conftest import PASSWORD, Fetch, closing_store, make_config, make_store, session_cookie
 from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env
 
 APP_DIR = REPO / "tests" / "express"
@@ -181,18 +181,16 @@ def services(config: Config, clock: ContractClock, io_loop: IOLoop) -> Iterator[
     yield from closing_store(cut_over_services(config, clock), io_loop)
 
 
-Fetch = Callable[..., Awaitable[HTTPResponse]]
-
-
 @pytest.fixture
-def fetch(http_client: Any, base_url: str) -> Fetch:
-    def do(path: str, express: str = "", campus: str = "", **kwargs: Any) -> Any:
+def fetch(fetch: Fetch) -> Fetch:
+    """The suite's fetch, with either app's cookie: ``express=`` connect.sid, ``campus=`` ours."""
+
+    async def do(path: str, express: str = "", campus: str = "", **options: Any) -> HTTPResponse:
         cookies = [f"connect.sid={express}"] if express else []
         cookies += [f"campus.sid={campus}"] if campus else []
-        kwargs.setdefault("raise_error", False)
         if cookies:
-            kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": "; ".join(cookies)}
-        return http_client.fetch(base_url + path, **kwargs)
+            options["headers"] = {**options.get("headers", {}), "Cookie": "; ".join(cookies)}
+        return await fetch(path, **options)
 
     return do
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -22,14 +20,13 @@ from tornado.testing import bind_unused_port
 from campus.app import make_app
 from campus.config import Config, LoginConfig
 from campus.session.contract import ContractClock
-from tests.conftest import PASSWORD, make_config, make_services, session_cookie
+from tests.conftest import PASSWORD, Fetch, make_config, make_services, session_cookie
 from tests.servers import REPO, RedisServer, redis_keys
 
 pytestmark = pytest.mark.gen_test
 
 ANN, BOB = "ann@campus.test", "bob@campus.test"
 LIMIT, WINDOW = 3, 900
-Fetch = Callable[..., Awaitable[HTTPResponse]]
 
 
 def with_login(config: Config, *, trust_proxy: bool) -> Config:
@@ -49,15 +46,6 @@ def both_stores(store_kind: str) -> None:
 def config(config: Config) -> Config:
     """A limit of 3, and trust_proxy on."""
     return with_login(config, trust_proxy=True)
-
-
-@pytest.fixture
-def fetch(http_client: Any, base_url: str) -> Fetch:
-    def do(path: str, **kwargs: Any) -> Awaitable[HTTPResponse]:
-        kwargs.setdefault("raise_error", False)
-        return http_client.fetch(base_url + path, **kwargs)  # type: ignore[no-any-return]
-
-    return do
 
 
 async def login(
