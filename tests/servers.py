@@ -42,7 +42,7 @@ def free_port() -> int:
 
 def wait_for(
     condition: Callable[[], object],
-    what: str,
+    what: object,
     seconds: float = 20,
     *,
     ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
@@ -50,7 +50,8 @@ def wait_for(
 ) -> None:
     """Poll *condition* until it is true; fail naming *what* once *seconds* have passed.
 
-    Exceptions of the *ignore* types count as "not yet".
+    *what* is shown as it is then (a list the condition fills shows what it saw). Exceptions
+    of the *ignore* types count as "not yet".
     """
     deadline = time.monotonic() + seconds
     while True:

@@ -19,7 +19,7 @@ from campus.logs import MAX_MESSAGE, MAX_TRACEBACK, JsonFormatter, TextFormatter
 from campus.logwriter import BURST, FLUSH_DELAY, WINDOW, LogWriter
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
-from tests.servers import SECRET, Campus, campus_env, free_port
+from tests.servers import SECRET, Campus, campus_env, free_port, wait_for
 
 #: No line of any logger may be longer than this, whoever sent what.
 LINE_LIMIT = 8 * 1024
@@ -268,7 +268,7 @@ def test_junk_requests_never_hide_a_different_error() -> None:
             assert server.request(f"/%ff{n}")[0] == 400
         for _ in range(3):
             assert server.request("/login", json.loads(login))[0] == 503
-        time.sleep(0.3)
+        wait_for(lambda: server.log().count("session store unavailable") >= 3, "the outage lines")
     finally:
         output = server.stop(signal.SIGTERM)
     junk = [line for line in output.splitlines() if "Invalid unicode" in line]

@@ -76,7 +76,7 @@ class Stack:
 
     def campus_log(self) -> str:
         """Everything every campus process wrote, restarted ones included."""
-        running = [b"".join(campus.output).decode() for campus in self.campuses]
+        running = [campus.log() for campus in self.campuses]
         return "".join(self.stopped_logs + running)
 
 
@@ -509,4 +509,4 @@ def test_a_rolling_restart_through_nginx_fails_no_request(stack: Stack) -> None:
         assert load.answered_between(start, end) > 0
     marker = "/api/me"
     for campus in stack.campuses:  # and nginx came back to each restarted process
-        assert marker in b"".join(campus.output).decode()
+        assert marker in campus.log()

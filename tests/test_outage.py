@@ -19,7 +19,7 @@ import pytest
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
 from tests.conftest import PASSWORD
-from tests.servers import SECRET, Campus, RedisServer, campus_env
+from tests.servers import SECRET, Campus, RedisServer, campus_env, wait_for
 from tests.session.test_redis_outage import PERSISTENT, kill
 
 UNAVAILABLE = {"errorMessage": "Session store unavailable"}
@@ -115,10 +115,13 @@ def test_redis_killed_under_load_then_back(redis_with_aof: RedisServer, users_fi
         assert status == 200
         load = Load(server.port, server.cookie)
         try:
-            time.sleep(0.5)
+            wait_for(lambda: len(load.answers) >= 20, "the load's first answers")
             killed = time.monotonic()
             kill(redis_with_aof)
-            time.sleep(0.5)
+            wait_for(  # the load meets the outage
+                lambda: any(a.started > killed + 0.1 and a.status == 503 for a in load.answers),
+                "a 503 under load",
+            )
 
             # Down: the session route fails fast and says so; the store-free routes don't care.
             assert_unavailable(get(server.port, SESSION, server.cookie))
@@ -139,7 +142,7 @@ def test_redis_killed_under_load_then_back(redis_with_aof: RedisServer, users_fi
             # The session from before the outage is still valid: nobody had to log in again.
             assert json.loads(answer.body) == before
             recovered = time.monotonic()
-            time.sleep(0.3)
+            wait_for(lambda: any(a.started > recovered for a in load.answers), "answers after")
         finally:
             load.finish()
     finally:

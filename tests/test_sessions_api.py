@@ -40,10 +40,11 @@ ANN, BOB = "ann@campus.test", "bob@campus.test"
 class SlowWrite(SessionHandler):
     """A request of a session that is still in flight when the session is ended."""
 
-    def initialize(self, release: asyncio.Event) -> None:
-        self.release = release
+    def initialize(self, release: asyncio.Event, loaded: asyncio.Event) -> None:
+        self.release, self.loaded = release, loaded
 
     async def get(self) -> None:
+        self.loaded.set()
         await self.release.wait()
         self.session["late"] = "write"
         self.write({})
@@ -60,9 +61,17 @@ def release() -> asyncio.Event:
 
 
 @pytest.fixture
-def app(services: Services, release: asyncio.Event) -> tornado.web.Application:
+def loaded() -> asyncio.Event:
+    return asyncio.Event()
+
+
+@pytest.fixture
+def app(
+    services: Services, release: asyncio.Event, loaded: asyncio.Event
+) -> tornado.web.Application:
     application = make_app(services, root=str(REPO))
-    application.add_handlers(r".*$", [(r"/test/slow", SlowWrite, {"release": release})])
+    options = {"release": release, "loaded": loaded}
+    application.add_handlers(r".*$", [(r"/test/slow", SlowWrite, options)])
     return application
 
 
@@ -224,13 +233,13 @@ async def test_end_others_keeps_only_this_session(browsers: Any) -> None:
 
 
 async def test_a_request_in_flight_cannot_bring_an_ended_session_back(
-    browsers: Any, release: asyncio.Event
+    browsers: Any, release: asyncio.Event, loaded: asyncio.Event
 ) -> None:
     laptop, phone = browsers(), browsers(IPHONE)
     await laptop.login()
     await phone.login()
     in_flight = asyncio.ensure_future(phone.fetch("/test/slow"))  # loaded, will write later
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(loaded.wait(), 5)
     response = await laptop.fetch("/api/sessions/end-others", "POST", {})
     assert json.loads(response.body) == {"ended": 1}
     release.set()

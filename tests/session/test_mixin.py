@@ -33,6 +33,7 @@ pytestmark = pytest.mark.gen_test
 class SetHandler(SessionHandler):
     async def get(self) -> None:
         delay = float(self.get_argument("delay", "0"))
+        self.settings["setting"].set()  # its session is loaded
         await asyncio.sleep(delay)
         self.session[self.get_argument("k")] = self.get_argument("v")
         self.write({})
@@ -108,7 +109,9 @@ ROUTES = [
 
 
 def application(services: Services) -> tornado.web.Application:
-    return tornado.web.Application(ROUTES, services=services, session_manager=services.sessions)
+    return tornado.web.Application(
+        ROUTES, services=services, session_manager=services.sessions, setting=asyncio.Event()
+    )
 
 
 @pytest.fixture
@@ -308,12 +311,12 @@ async def test_concurrent_requests_keep_each_others_writes(
 
 
 async def test_a_request_in_flight_during_logout_cannot_resurrect_the_session(
-    browser: Browser, services: Services, store_kind: str
+    app: tornado.web.Application, browser: Browser, services: Services, store_kind: str
 ) -> None:
     await browser.get("/login")
     cookie = browser.cookie
     slow = asyncio.ensure_future(browser.get("/set?k=late&v=write&delay=0.3"))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(app.settings["setting"].wait(), 5)  # in flight, its session loaded
     await browser.get("/logout")
     late = await slow
     assert session_cookie(late) is None  # no cookie for a session that no longer exists
