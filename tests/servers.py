@@ -107,6 +107,13 @@ class RedisServer:
 
         wait_for(up, f"redis-server on port {self.port}", 10, ignore=redis.ConnectionError)
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, no goodbye to clients; what a crash or OOM kill looks like."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+        self.process = None
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -125,6 +132,17 @@ def campus_env(**extra: str) -> dict[str, str]:
         env["CAMPUS_USERS_ARGON2"] = CHEAP_ARGON2
     env.update(extra)
     return env
+
+
+def production_env(redis_url: str, users_file: Path | str, **extra: str) -> dict[str, str]:
+    """:func:`campus_env` for production on the given Redis, with the suite's secret and users."""
+    return campus_env(
+        CAMPUS_ENV="production",
+        CAMPUS_SESSION_SECRET=SECRET,
+        CAMPUS_REDIS_URL=redis_url,
+        CAMPUS_USERS_FILE=str(users_file),
+        **extra,
+    )
 
 
 def run_campus(

@@ -22,7 +22,7 @@ from campus.config import Config, ServerConfig
 from campus.services import Services
 from campus.session.contract import ContractClock
 from tests.conftest import PASSWORD, Fetch, closing_store, make_services
-from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env
+from tests.servers import REPO, SECRET, Campus, RedisServer, production_env
 
 WRONG = "Tr0ub4dor&3-not-it"
 LINE = re.compile(r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+)" (?P<status>\d{3}) [0-9.]+ms')
@@ -106,14 +106,7 @@ def test_no_session_id_password_or_secret_in_the_process_output(
     users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
     """A real production process, every logger included, during a login/use/logout cycle."""
-    server = Campus(
-        campus_env(
-            CAMPUS_ENV="production",
-            CAMPUS_SESSION_SECRET=SECRET,
-            CAMPUS_REDIS_URL=redis_server.url,
-            CAMPUS_USERS_FILE=str(users_file),
-        )
-    )
+    server = Campus(production_env(redis_server.url, users_file))
     try:
         login = {"email": "ann@campus.test", "password": PASSWORD}
         assert server.request("/login", login)[0] == 200

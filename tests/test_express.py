@@ -43,7 +43,7 @@ from campus.session.contract import ContractClock
 from campus.session.stores.redis import RedisStore
 from campus.users import UserDirectory
 from tests.conftest import PASSWORD, Fetch, closing_store, make_config, make_store, session_cookie
-from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env
+from tests.servers import REPO, Campus, RedisServer, production_env
 
 APP_DIR = REPO / "tests" / "express"
 OLD = "Shh, its a secret!"  # the article's secret: Express secrets need no minimum length
@@ -267,13 +267,7 @@ def test_an_express_login_survives_the_cut_over(
     config_file.write_text(
         '[session]\nstore = "redis"\nsecure = true\n[express]\nsecrets = ["Shh, its a secret!"]\n'
     )
-    env = campus_env(
-        CAMPUS_ENV="production",
-        CAMPUS_CONFIG=str(config_file),
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-    )
+    env = production_env(redis_server.url, users_file, CAMPUS_CONFIG=str(config_file))
     server = Campus(env)
     try:
         status, body, sets = campus_request(server, "/api/me", {"connect.sid": cookie})

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import SECRET, Campus, RedisServer, campus_env
+from tests.servers import Campus, RedisServer, production_env
 
 MARKER = "campus-test:end-of-capture"
 
@@ -62,13 +62,7 @@ class Commands:
 
 @pytest.fixture
 def campus(users_file: Path, redis_server: RedisServer, redis_db: redis.Redis) -> Iterator[Campus]:
-    env = campus_env(
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-        CAMPUS_LOGIN_MAX_FAILURES="3",
-    )
+    env = production_env(redis_server.url, users_file, CAMPUS_LOGIN_MAX_FAILURES="3")
     server = Campus(env)
     # Warm up: the first calls load the scripts and open the pooled connection.
     assert server.request("/login", {"email": "bob@campus.test", "password": PASSWORD})[0] == 200

@@ -19,8 +19,8 @@ import pytest
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
 from tests.conftest import PASSWORD
-from tests.servers import SECRET, Campus, RedisServer, campus_env, wait_for
-from tests.session.test_redis_outage import PERSISTENT, kill
+from tests.servers import SECRET, Campus, RedisServer, production_env, wait_for
+from tests.session.test_redis_outage import PERSISTENT
 
 UNAVAILABLE = {"errorMessage": "Session store unavailable"}
 #: Paths that must not care about the store, and one that needs the session.
@@ -83,15 +83,7 @@ class Load:
 
 
 def production(redis_url: str, users_file: Path) -> Campus:
-    return Campus(
-        campus_env(
-            CAMPUS_ENV="production",
-            CAMPUS_SESSION_SECRET=SECRET,
-            CAMPUS_REDIS_URL=redis_url,
-            CAMPUS_USERS_FILE=str(users_file),
-            CAMPUS_REDIS_TIMEOUT="1.0",
-        )
-    )
+    return Campus(production_env(redis_url, users_file, CAMPUS_REDIS_TIMEOUT="1.0"))
 
 
 def assert_unavailable(answer: Answer) -> None:
@@ -117,7 +109,7 @@ def test_redis_killed_under_load_then_back(redis_with_aof: RedisServer, users_fi
         try:
             wait_for(lambda: len(load.answers) >= 20, "the load's first answers")
             killed = time.monotonic()
-            kill(redis_with_aof)
+            redis_with_aof.kill()
             wait_for(  # the load meets the outage
                 lambda: any(a.started > killed + 0.1 and a.status == 503 for a in load.answers),
                 "a 503 under load",

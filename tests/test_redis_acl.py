@@ -12,7 +12,14 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env, redis_command, run_campus
+from tests.servers import (
+    REPO,
+    Campus,
+    RedisServer,
+    production_env,
+    redis_command,
+    run_campus,
+)
 
 ACL_PASSWORD = "acl-password-for-the-campus-user"
 
@@ -30,13 +37,7 @@ def test_campus_works_as_the_documented_acl_user(users_file: Path, tmp_path: Pat
         admin = server.client()
         redis_command(admin, *documented_acl())
         url = f"redis://campus:{ACL_PASSWORD}@127.0.0.1:{server.port}/0"
-        env = campus_env(
-            CAMPUS_ENV="production",
-            CAMPUS_SESSION_SECRET=SECRET,
-            CAMPUS_REDIS_URL=url,
-            CAMPUS_USERS_FILE=str(users_file),
-            CAMPUS_SESSION_SECURE="false",
-        )
+        env = production_env(url, users_file, CAMPUS_SESSION_SECURE="false")
         campus = Campus(env)
         try:
             ann = {"email": "ann@campus.test", "password": PASSWORD}

@@ -13,19 +13,22 @@ import redis
 
 from campus.config import DEV_SECRET
 from tests.conftest import PASSWORD
-from tests.servers import SECRET, Campus, RedisServer, campus_env, free_port, run_campus
+from tests.servers import (
+    SECRET,
+    Campus,
+    RedisServer,
+    campus_env,
+    free_port,
+    production_env,
+    run_campus,
+)
 
 
 @pytest.fixture
 def production(
     users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
 ) -> Iterator[Campus]:
-    env = campus_env(
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-    )
+    env = production_env(redis_server.url, users_file)
     server = Campus(env)
     yield server
     server.stop()

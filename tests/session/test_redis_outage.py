@@ -6,7 +6,6 @@ Each test runs its own redis-server (never the suite's shared one), so it can ki
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,23 +26,6 @@ PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
 def record(clock: ContractClock, user: str | None = None) -> SessionRecord:
     data = encode_values({"user": {"email": "ann@campus.test"}})
     return SessionRecord(data, int(clock()) + 60, user)
-
-
-def kill(server: RedisServer) -> None:
-    """SIGKILL: no shutdown save, no goodbye to clients; what a crash or OOM kill looks like."""
-    assert server.process is not None
-    server.process.kill()
-    server.process.wait(10)
-    server.process = None
-
-
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """A port that accepts TCP connections (the kernel's backlog) but never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
 
 
 async def test_a_server_that_never_answers_costs_one_timeout_not_several(
@@ -95,7 +77,7 @@ async def test_killed_with_persistence_on_sessions_survive(
     try:
         sid = new_session_id()
         await store.create(sid, record(clock), ttl=60)
-        kill(server)
+        server.kill()
         with pytest.raises(StoreUnavailable):
             await store.load(sid, touch=60)
         server.start()
@@ -116,7 +98,7 @@ async def test_killed_without_persistence_sessions_are_gone_but_nothing_breaks(
     try:
         sid = new_session_id()
         await store.create(sid, record(clock), ttl=60)
-        kill(server)
+        server.kill()
         server.start()
         assert await store.load(sid, touch=60) is None
     finally:
@@ -174,7 +156,7 @@ async def test_a_cluster_node_dies(own_cluster: Cluster, clock: ContractClock) -
         ids = [new_session_id() for _ in range(20)]  # 20 random slots: all three nodes
         for sid in ids:
             await store.create(sid, record(clock, user="ann@campus.test"), ttl=60)
-        kill(own_cluster.nodes[0])
+        own_cluster.nodes[0].kill()
         with pytest.raises(StoreUnavailable):
             for sid in ids:
                 await store.load(sid, touch=60)

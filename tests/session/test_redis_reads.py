@@ -4,8 +4,6 @@ own, pipelined, one deadline per read, replies never handed to the wrong read.""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -125,15 +123,6 @@ async def test_reads_waiting_when_the_store_closes_fail_and_so_do_later_ones(
             await store.load(ids[1], touch=600)
     finally:
         redis_db.client_unpause()
-
-
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """A port that accepts TCP connections (the kernel's backlog) but never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
 
 
 async def test_reads_to_a_server_that_never_answers_each_fail_in_one_timeout(
