@@ -172,7 +172,7 @@ class SaveThenFail(Handler):
 class Slow(Handler):
     async def get(self) -> None:
         self.settings["running"].set()
-        await asyncio.sleep(0.3)  # the client hangs up meanwhile
+        await self.settings["release"].wait()  # the client hangs up meanwhile
         self.session["n"] = 1
 
 
@@ -265,6 +265,7 @@ def app(manager: SessionManager) -> tornado.web.Application:
         ROUTES,
         session_manager=manager,
         running=asyncio.Event(),  # set by the handlers that wait (Slow, LongPoll)
+        release=asyncio.Event(),  # what Slow waits for
         finished=asyncio.Event(),
         template_loader=tornado.template.DictLoader({"page.html": "<p>{{ n }}</p>"}),
     )
@@ -453,6 +454,8 @@ async def test_client_gone_the_change_is_stored_the_cookie_lost(
     await writer.drain()
     await asyncio.wait_for(app.settings["running"].wait(), 5)  # the handler is running
     writer.close()
+    await writer.wait_closed()
+    app.settings["release"].set()
     await asyncio.wait_for(finished.wait(), 5)
     assert store.writes == ["create"]  # the handler did its work; nobody got the cookie
 

@@ -31,10 +31,12 @@ pytestmark = pytest.mark.gen_test
 
 
 class SetHandler(SessionHandler):
+    """Sets k=v; with ``hold=1``, only once the test sets the app's ``release`` event."""
+
     async def get(self) -> None:
-        delay = float(self.get_argument("delay", "0"))
-        self.settings["setting"].set()  # its session is loaded
-        await asyncio.sleep(delay)
+        if self.get_argument("hold", ""):
+            self.settings["held"].set()  # in flight, its session loaded
+            await self.settings["release"].wait()
         self.session[self.get_argument("k")] = self.get_argument("v")
         self.write({})
 
@@ -110,7 +112,11 @@ ROUTES = [
 
 def application(services: Services) -> tornado.web.Application:
     return tornado.web.Application(
-        ROUTES, services=services, session_manager=services.sessions, setting=asyncio.Event()
+        ROUTES,
+        services=services,
+        session_manager=services.sessions,
+        held=asyncio.Event(),
+        release=asyncio.Event(),
     )
 
 
@@ -300,13 +306,14 @@ async def test_store_down_on_load_is_503_with_no_cookie(
 
 
 async def test_concurrent_requests_keep_each_others_writes(
-    browser: Browser, store_kind: str
+    app: tornado.web.Application, browser: Browser, store_kind: str
 ) -> None:
     await browser.get("/set?k=start&v=1")
-    await asyncio.gather(
-        browser.get("/set?k=a&v=slow&delay=0.3"),
-        browser.get("/set?k=b&v=fast"),
-    )
+    slow = asyncio.ensure_future(browser.get("/set?k=a&v=slow&hold=1"))
+    await asyncio.wait_for(app.settings["held"].wait(), 5)  # loaded before the other one ran
+    await browser.get("/set?k=b&v=fast")
+    app.settings["release"].set()  # and saved after it
+    await slow
     assert await browser.data() == {"start": "1", "a": "slow", "b": "fast"}
 
 
@@ -315,9 +322,10 @@ async def test_a_request_in_flight_during_logout_cannot_resurrect_the_session(
 ) -> None:
     await browser.get("/login")
     cookie = browser.cookie
-    slow = asyncio.ensure_future(browser.get("/set?k=late&v=write&delay=0.3"))
-    await asyncio.wait_for(app.settings["setting"].wait(), 5)  # in flight, its session loaded
+    slow = asyncio.ensure_future(browser.get("/set?k=late&v=write&hold=1"))
+    await asyncio.wait_for(app.settings["held"].wait(), 5)  # in flight, its session loaded
     await browser.get("/logout")
+    app.settings["release"].set()
     late = await slow
     assert session_cookie(late) is None  # no cookie for a session that no longer exists
     browser.cookie = cookie

@@ -115,7 +115,10 @@ async def test_reads_waiting_when_the_store_closes_fail_and_so_do_later_ones(
     redis_db.client_pause(1000, all=False)
     try:
         waiting = asyncio.ensure_future(store.load(ids[0], touch=600))
-        await asyncio.sleep(0.05)
+        deadline = asyncio.get_running_loop().time() + 5
+        while redis_db.info("clients")["blocked_clients"] == 0:  # sent, held by the pause
+            assert asyncio.get_running_loop().time() < deadline, "the read was never sent"
+            await asyncio.sleep(0.005)
         await store.close()
         with pytest.raises(StoreUnavailable, match="closed"):
             await waiting
