@@ -65,6 +65,31 @@ def wait_for(
         time.sleep(interval)
 
 
+def tcp_table() -> list[list[str]]:
+    """The machine's TCP sockets, a row of /proc/net/tcp (and tcp6) each, split in fields."""
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        rows += [line.split() for line in Path(table).read_text().splitlines()[1:]]
+    return rows
+
+
+def port_of(address: str) -> int:
+    """The port of a /proc/net/tcp address ("0100007F:1F90")."""
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def read_by_server(client: socket.socket) -> bool:
+    """Whether the local server has read all that *client* sent it: nothing left in transit,
+    nothing waiting in the receive queue of the server's end of the connection."""
+    mine, theirs = client.getsockname()[1], client.getpeername()[1]
+    queues = {
+        (port_of(row[1]), port_of(row[2])): row[4].split(":")  # tx_queue:rx_queue, in hex
+        for row in tcp_table()
+    }
+    sent, server = queues.get((mine, theirs)), queues.get((theirs, mine))
+    return sent is not None and server is not None and int(sent[0], 16) == int(server[1], 16) == 0
+
+
 def redis_keys(client: redis.Redis, pattern: str = "*") -> list[bytes]:
     """KEYS of a client that does not decode responses: bytes, as the type does not say."""
     keys = client.keys(pattern)

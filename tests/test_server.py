@@ -20,7 +20,9 @@ from tests.servers import (
     campus_env,
     free_port,
     production_env,
+    read_by_server,
     run_campus,
+    wait_for,
 )
 
 
@@ -149,7 +151,7 @@ def test_sigterm_lets_a_request_in_flight_finish(production: Campus) -> None:
     ).encode()
     with socket.create_connection(("127.0.0.1", production.port), timeout=10) as sock:
         sock.sendall(head + body[:10])  # the request is in flight: half its body sent
-        time.sleep(0.3)
+        wait_for(lambda: read_by_server(sock), "the server to read the request's start")
         production.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert production.process.poll() is None  # still draining

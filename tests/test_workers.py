@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,18 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env, run_campus, wait_for
+from tests.servers import (
+    REPO,
+    SECRET,
+    Campus,
+    RedisServer,
+    campus_env,
+    port_of,
+    read_by_server,
+    run_campus,
+    tcp_table,
+    wait_for,
+)
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 
@@ -57,17 +69,6 @@ def socket_inodes(pid: int) -> set[str]:
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     return inodes
-
-
-def tcp_table() -> list[list[str]]:
-    rows = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        rows += [line.split() for line in Path(table).read_text().splitlines()[1:]]
-    return rows
-
-
-def port_of(address: str) -> int:
-    return int(address.rsplit(":", 1)[1], 16)
 
 
 def listeners(pid: int, port: int) -> set[int]:
@@ -166,7 +167,8 @@ def test_sigterm_drains_every_worker_then_the_parent_exits_zero(workers: Campus)
         assert connection.sock is not None
         connection.sock.sendall(head + body[:10])  # a request in flight on each worker
         in_flight.append((pid, connection.sock))
-    time.sleep(0.3)
+    for _, sock in in_flight:
+        wait_for(partial(read_by_server, sock), "the workers to read the requests")
     workers.process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert workers.process.poll() is None  # draining
