@@ -24,7 +24,7 @@ import pytest
 
 from campus.connections import FD_RESERVE
 from tests.rawhttp import Response, build, exchange, read_response
-from tests.servers import REPO, Campus, campus_env, wait_for
+from tests.servers import REPO, Campus, campus_env, read_by_server, wait_for
 from tests.test_systemd import service_section
 
 CPU_TICK = os.sysconf("SC_CLK_TCK")
@@ -218,7 +218,7 @@ def test_at_the_cap_the_longest_idle_connection_makes_room() -> None:
         assert not select.select([newcomer, *busy], [], [], 0)[0]  # the others stay
 
         newcomer.sendall(SLOW_BODY)
-        time.sleep(0.5)  # read by the server: busy from now on
+        wait_for(lambda: read_by_server(newcomer), "the newcomer's request read: busy from now on")
         busy += [newcomer, *hold(campus.port, 1)]
         time.sleep(1.2)
         assert healthz(campus).status == 503  # all busy: nobody to close
@@ -274,7 +274,11 @@ def test_out_of_descriptors_the_server_waits_instead_of_spinning() -> None:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_descriptors(pid) + spare,) * 2)
         lines_before = len(lines_of(campus))
         held = connections(campus.port, 4 * spare)  # the kernel queues what is not accepted
-        time.sleep(0.5)
+
+        def accept_failed() -> bool:
+            return any("cannot accept connections" in line for line in lines_of(campus))
+
+        wait_for(accept_failed, "accept() to fail", 10)
         before = cpu_seconds(pid)
         time.sleep(2)
         assert cpu_seconds(pid) - before < 0.5  # unbounded, it spins: a core for 2 s
