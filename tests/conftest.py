@@ -1,4 +1,4 @@
-"""Shared fixtures: our own redis-server on a free port, a controllable clock, apps to test.
+"""Shared fixtures: our own redis-server (tests/servers.py), a controllable clock, apps to test.
 
 Nothing here touches the Redis that may already listen on 6379: the suite starts its own
 ``redis-server`` (from PATH) and flushes only that one.
@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import socket
-import subprocess
-import sysconfig
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import argon2
 import pytest
 import redis
 import tornado.web
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.ioloop import IOLoop
 
 from campus.app import make_app
 from campus.config import Argon2Params, Config, RedisConfig, SessionConfig, UsersConfig
@@ -31,74 +28,21 @@ from campus.session.store import SessionRecord, SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.users import UserDirectory
+from tests.servers import REPO, RedisServer
+
+if TYPE_CHECKING:
+    from campus.session.contract import ContractClock
 
 # The store contract suite lives in the package (others run it against their own stores):
 # rewrite its asserts as pytest does a test module's, for readable failures.
 pytest.register_assert_rewrite("campus.session.contract")
 
-REPO = Path(__file__).resolve().parent.parent
 CHEAP_HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 PASSWORD = "correct horse battery staple"
 USERS = [
     {"email": "ann@campus.test", "name": "Ann", "roles": ["student"]},
     {"email": "bob@campus.test", "name": "Bob", "roles": ["staff"]},
 ]
-
-
-def installed_requirements() -> str:
-    """PYTHONPATH for a new virtualenv to find the pinned requirements this suite runs with.
-
-    `--system-site-packages` would give it the machine's Python's packages, which on a
-    Debian machine are not these (pip refuses to install there).
-    """
-    paths = sysconfig.get_paths()
-    return os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """A redis-server process of the test suite's own."""
-
-    def __init__(self, directory: Path, *extra: str) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not on PATH (.ci/run installs Debian's redis-server)")
-        self.binary, self.directory, self.extra = binary, directory, extra
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2)
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--dir", str(self.directory), "--save", "", "--appendonly", "no", *self.extra]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client().ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +54,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A port that accepts TCP connections (the kernel's backlog) but never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        port: int = sock.getsockname()[1]
+        yield port
+
+
+@pytest.fixture
 def redis_db(redis_server: RedisServer) -> redis.Redis:
     """A synchronous client of our own redis-server, emptied for this test."""
     client = redis_server.client()
@@ -117,22 +71,12 @@ def redis_db(redis_server: RedisServer) -> redis.Redis:
     return client
 
 
-class FakeClock:
-    """Real time plus an offset the test can push forward (Redis TTLs stay real)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ContractClock:
+    """The store contract's clock: real time plus an offset the test pushes forward."""
+    from campus.session.contract import ContractClock  # once its asserts are rewritten
+
+    return ContractClock()
 
 
 @pytest.fixture(scope="session")
@@ -194,8 +138,19 @@ def config(request: pytest.FixtureRequest, users_file: Path) -> Config:
 
 
 @pytest.fixture
-def services(config: Config, clock: FakeClock) -> Services:
-    return make_services(config, clock)
+def services(config: Config, clock: ContractClock, io_loop: IOLoop) -> Iterator[Services]:
+    """The app's services; their store is closed after the test, in the test's event loop.
+
+    A Redis store's read connection is a task of that loop: left open, it is destroyed pending.
+    """
+    yield from closing_store(make_services(config, clock), io_loop)
+
+
+def closing_store(services: Services, io_loop: IOLoop) -> Iterator[Services]:
+    """A fixture's body: yield *services*, then close their store in the test's event loop."""
+    store = services.sessions.store
+    yield services
+    io_loop.run_sync(store.close)
 
 
 @pytest.fixture
@@ -203,8 +158,26 @@ def app(services: Services) -> tornado.web.Application:
     return make_app(services, root=str(REPO))
 
 
+#: The ``fetch`` fixture: ``await fetch(path, **options)`` of tornado's fetch.
+Fetch = Callable[..., Awaitable[HTTPResponse]]
+
+
+@pytest.fixture
+def fetch(http_client: AsyncHTTPClient, base_url: str) -> Fetch:
+    """Requests to the test's server by path: an error status is a response, not an exception,
+    and a redirect is the response itself (``follow_redirects=True`` to follow it)."""
+
+    async def do(path: str, **options: Any) -> HTTPResponse:
+        options.setdefault("raise_error", False)
+        options.setdefault("follow_redirects", False)
+        return await http_client.fetch(base_url + path, **options)
+
+    return do
+
+
 def session_cookie(response: Any, name: str = "campus.sid") -> str | None:
     """The value a response sets for the session cookie ('' when it clears it), or None."""
+    header: str
     for header in response.headers.get_list("Set-Cookie"):
         cookie_name, _, rest = header.partition("=")
         if cookie_name == name:

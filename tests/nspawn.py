@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -92,7 +92,7 @@ def _build_once(target: Path, build: Any) -> Path:
 
 
 def _run(argv: Sequence[str], *, timeout: float, **kwargs: Any) -> str:
-    done = subprocess.run(
+    done: subprocess.CompletedProcess[str] = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs
     )
     if done.returncode:
@@ -137,10 +137,9 @@ def wheels(root: Path, requirements: Path, build_requires: Sequence[str]) -> Pat
     Only the pinned lines are downloaded (--no-deps): the offline install in the container then
     proves that requirements.txt pins every dependency the container's Python needs.
     """
-    from packaging.markers import Environment
     from packaging.requirements import Requirement
 
-    environment: Environment = json.loads(
+    environment: dict[str, str] = json.loads(
         _run(["chroot", str(root), "python3", "-c", _MARKERS], timeout=60)
     )
     pins = []
@@ -220,7 +219,9 @@ class Container:
         assert self.process is not None
         if self.process.poll() is not None or time.monotonic() > deadline:
             tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the container did not boot: {' '.join(self.process.args)}\n{tail}")
+            argv = self.process.args
+            command = " ".join(map(str, argv)) if isinstance(argv, list) else str(argv)
+            raise RuntimeError(f"the container did not boot: {command}\n{tail}")
 
     def power_off(self) -> None:
         if self.process is None:
@@ -497,7 +498,12 @@ def load(ports: list[int], path: str, cookie: str, clients: int) -> dict[str, An
 
 
 def main(argv: list[str]) -> int:
-    operations = {"request": request, "burst": burst, "slow_login": slow_login, "load": load}
+    operations: dict[str, Callable[..., object]] = {
+        "request": request,
+        "burst": burst,
+        "slow_login": slow_login,
+        "load": load,
+    }
     operation, arguments = argv
     print(json.dumps(operations[operation](**json.loads(arguments))), flush=True)
     return 0

@@ -8,29 +8,26 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import RedisServer, free_port
+from tests import servers
+from tests.servers import RedisServer, free_port
 
 SERVICE = "campus"
 
 
 def wait_for(condition: Callable[[], object], what: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if condition():
-                return
-        except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    """:func:`tests.servers.wait_for`, where a Redis error (a node not up yet) means "not yet"."""
+    servers.wait_for(condition, what, seconds, ignore=redis.RedisError)
+
+
+def _cluster_ok(client: redis.Redis) -> bool:
+    return bool(client.cluster("INFO")["cluster_state"] == "ok")
 
 
 def _subdir(parent: Path, name: str) -> Path:
@@ -79,10 +76,7 @@ class Cluster:
         )
         for node in self.nodes:
             client = node.client()
-            wait_for(
-                lambda c=client: c.cluster("INFO")["cluster_state"] == "ok",
-                f"cluster state ok on port {node.port}",
-            )
+            wait_for(partial(_cluster_ok, client), f"cluster state ok on port {node.port}")
 
     def flush(self) -> None:
         for node in self.nodes:
@@ -114,7 +108,10 @@ class SentinelGroup:
         return redis.Redis(port=self.sentinel_port, socket_timeout=2)
 
     def current_master(self) -> redis.Redis:
-        host, port = self.sentinel_client().sentinel_get_master_addr_by_name(SERVICE)
+        address = self.sentinel_client().sentinel_get_master_addr_by_name(SERVICE)
+        assert isinstance(address, tuple), f"the Sentinel names no master: {address!r}"
+        host, port = address
+        host = host.decode() if isinstance(host, bytes) else host
         return redis.Redis(host=host, port=int(port), socket_timeout=2)
 
     def start(self) -> None:
@@ -157,11 +154,11 @@ class SentinelGroup:
         waiting, as an operator retiring it for maintenance would.
         """
         old_port = self.master.port
-        self.sentinel_client().execute_command("SENTINEL", "FAILOVER", SERVICE)
+        servers.redis_command(self.sentinel_client(), "SENTINEL", "FAILOVER", SERVICE)
 
         def promoted() -> bool:
             new = self.current_master()
-            return (
+            return bool(
                 new.connection_pool.connection_kwargs["port"] != old_port
                 and new.info("replication")["role"] == "master"
             )

@@ -6,22 +6,23 @@ import dataclasses
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 import redis
 import tornado.web
-from tornado.httpclient import HTTPResponse
+from tornado.ioloop import IOLoop
 from tornado.web import decode_signed_value
 
 from campus.accesslog import MAX_PATH, printable
 from campus.app import make_app
 from campus.config import Config, ServerConfig
 from campus.services import Services
-from tests.conftest import PASSWORD, REPO, FakeClock, RedisServer, make_services
-from tests.test_server import SECRET, Campus, campus_env
+from campus.session.contract import ContractClock
+from tests.conftest import PASSWORD, Fetch, closing_store, make_services
+from tests.servers import REPO, SECRET, Campus, RedisServer, production_env
 
 WRONG = "Tr0ub4dor&3-not-it"
 LINE = re.compile(r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+)" (?P<status>\d{3}) [0-9.]+ms')
@@ -37,14 +38,9 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
     return lines
 
 
-async def fetch(http_client: Any, base_url: str, path: str, **kwargs: Any) -> HTTPResponse:
-    response: HTTPResponse = await http_client.fetch(base_url + path, raise_error=False, **kwargs)
-    return response
-
-
 @pytest.mark.gen_test
 async def test_one_line_per_request_with_method_path_status(
-    http_client: Any, base_url: str, caplog: pytest.LogCaptureFixture
+    fetch: Fetch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     body = json.dumps({"email": "ann@campus.test", "password": PASSWORD})
@@ -57,7 +53,7 @@ async def test_one_line_per_request_with_method_path_status(
         ("/logout", "DELETE", None, 405),
     ]
     for path, method, payload, status in requests:
-        response = await fetch(http_client, base_url, path, method=method, body=payload)
+        response = await fetch(path, method=method, body=payload)
         assert response.code == status
     lines = access_lines(caplog)
     expected = [(m, p.split("?")[0], str(s)) for p, m, _, s in requests]
@@ -67,9 +63,11 @@ async def test_one_line_per_request_with_method_path_status(
 
 
 @pytest.fixture
-def behind_proxy(config: Config, clock: FakeClock) -> Services:
+def behind_proxy(config: Config, clock: ContractClock, io_loop: IOLoop) -> Iterator[Services]:
     server = ServerConfig(trust_proxy=True)
-    return make_services(dataclasses.replace(config, server=server), clock)
+    yield from closing_store(
+        make_services(dataclasses.replace(config, server=server), clock), io_loop
+    )
 
 
 @pytest.fixture
@@ -81,20 +79,20 @@ def app(request: pytest.FixtureRequest, services: Services) -> tornado.web.Appli
 
 @pytest.mark.gen_test
 async def test_the_client_address_comes_from_a_trusted_proxy(
-    behind_proxy: Services, http_client: Any, base_url: str, caplog: pytest.LogCaptureFixture
+    behind_proxy: Services, fetch: Fetch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     headers = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
-    await fetch(http_client, base_url, "/healthz", headers=headers)
+    await fetch("/healthz", headers=headers)
     assert access_lines(caplog)[0]["client"] == "203.0.113.7"
 
 
 @pytest.mark.gen_test
 async def test_an_untrusted_forwarded_for_is_ignored(
-    http_client: Any, base_url: str, caplog: pytest.LogCaptureFixture
+    fetch: Fetch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    await fetch(http_client, base_url, "/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
+    await fetch("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
     assert access_lines(caplog)[0]["client"] == "127.0.0.1"
 
 
@@ -108,14 +106,7 @@ def test_no_session_id_password_or_secret_in_the_process_output(
     users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
     """A real production process, every logger included, during a login/use/logout cycle."""
-    server = Campus(
-        campus_env(
-            CAMPUS_ENV="production",
-            CAMPUS_SESSION_SECRET=SECRET,
-            CAMPUS_REDIS_URL=redis_server.url,
-            CAMPUS_USERS_FILE=str(users_file),
-        )
-    )
+    server = Campus(production_env(redis_server.url, users_file))
     try:
         login = {"email": "ann@campus.test", "password": PASSWORD}
         assert server.request("/login", login)[0] == 200

@@ -10,18 +10,19 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, RedisServer, free_port
-from tests.test_server import SECRET, Campus, campus_env, run_campus
+from tests.conftest import PASSWORD
+from tests.servers import (
+    Campus,
+    RedisServer,
+    free_port,
+    production_env,
+    run_campus,
+)
 
 
 @pytest.fixture
 def env(users_file: Path, redis_server: RedisServer, redis_db: redis.Redis) -> dict[str, str]:
-    return campus_env(
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-    )
+    return production_env(redis_server.url, users_file)
 
 
 @pytest.fixture

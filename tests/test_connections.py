@@ -17,15 +17,14 @@ import select
 import socket
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from campus.connections import FD_RESERVE
-from tests.conftest import REPO
 from tests.rawhttp import Response, build, exchange, read_response
-from tests.test_server import Campus, campus_env
+from tests.servers import REPO, Campus, campus_env, read_by_server, wait_for
 from tests.test_systemd import service_section
 
 CPU_TICK = os.sysconf("SC_CLK_TCK")
@@ -42,16 +41,7 @@ def open_descriptors(pid: int) -> int:
 
 
 def lines_of(campus: Campus) -> list[str]:
-    return b"".join(campus.output).decode(errors="replace").splitlines()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
+    return campus.log().splitlines()
 
 
 def healthz(campus: Campus) -> Response:
@@ -122,7 +112,7 @@ def test_past_max_connections_a_new_one_gets_a_503_until_a_slot_frees() -> None:
     with running(campus_env(CAMPUS_SERVER_MAX_CONNECTIONS="5")) as campus:
         held = hold(campus.port, 5)  # while the startup check's connection may still be open
         time.sleep(1.2)  # long enough to be closed to make room, if they were idle
-        assert eventually(lambda: healthz(campus).status == 503), "no 503 past the cap"
+        wait_for(lambda: healthz(campus).status == 503, "no 503 past the cap", 10)
         busy = healthz(campus)
         assert json.loads(busy.body) == {"errorMessage": "Server busy"}
         assert busy.headers["connection"] == "close"
@@ -132,14 +122,14 @@ def test_past_max_connections_a_new_one_gets_a_503_until_a_slot_frees() -> None:
         for _ in range(20):
             assert healthz(campus).status == 503
         held.pop().close()
-        assert eventually(lambda: healthz(campus).status == 200), "no slot after one closed"
+        wait_for(lambda: healthz(campus).status == 200, "no slot after one closed", 10)
         for sock in held:
             sock.close()
 
         def refusals() -> list[str]:
             return [line for line in lines_of(campus) if "refusing connections" in line]
 
-        assert eventually(lambda: bool(refusals()))  # log lines leave in batches
+        wait_for(lambda: bool(refusals()), "the refusals line", 10)  # log lines leave in batches
         time.sleep(0.2)
         assert len(refusals()) == 1, refusals()  # a summary, not a line per refusal
 
@@ -159,7 +149,7 @@ def test_one_client_cannot_hold_every_slot() -> None:
         assert mine.headers["connection"] == "close" and mine.headers["retry-after"] == "1"
         assert exchange(campus.port, build("GET", "/healthz"), source="127.0.0.2").status == 200
         held.pop().close()
-        assert eventually(lambda: healthz(campus).status == 200), "the client's slot came back"
+        wait_for(lambda: healthz(campus).status == 200, "the client's slot came back", 10)
         for sock in held:
             sock.close()
 
@@ -228,7 +218,7 @@ def test_at_the_cap_the_longest_idle_connection_makes_room() -> None:
         assert not select.select([newcomer, *busy], [], [], 0)[0]  # the others stay
 
         newcomer.sendall(SLOW_BODY)
-        time.sleep(0.5)  # read by the server: busy from now on
+        wait_for(lambda: read_by_server(newcomer), "the newcomer's request read: busy from now on")
         busy += [newcomer, *hold(campus.port, 1)]
         time.sleep(1.2)
         assert healthz(campus).status == 503  # all busy: nobody to close
@@ -239,7 +229,7 @@ def test_at_the_cap_the_longest_idle_connection_makes_room() -> None:
         def closing() -> list[str]:
             return [line for line in lines_of(campus) if "closing those that waited" in line]
 
-        assert eventually(lambda: bool(closing()))  # log lines leave in batches
+        wait_for(lambda: bool(closing()), "the closing line", 10)  # log lines leave in batches
         time.sleep(0.2)
         assert len(closing()) == 1, closing()
 
@@ -249,7 +239,7 @@ def test_the_cap_stays_below_the_open_files_limit() -> None:
     with running(campus_env(), nofile=128) as campus:
         lowered = "max_connections 4096 lowered to 96"
         # Log lines leave in batches (within 50 ms): wait for it rather than race it.
-        assert eventually(lambda: any(lowered in line for line in lines_of(campus)))
+        wait_for(lambda: any(lowered in line for line in lines_of(campus)), lowered, 10)
         before = cpu_seconds(campus.process.pid)
         held: list[socket.socket] = []
         for count in (200, 20):  # more than the limit, all busy; then into any slot left
@@ -265,13 +255,13 @@ def test_the_cap_stays_below_the_open_files_limit() -> None:
             seen.append(healthz(campus).status)
             return seen[-1] == 503
 
-        assert eventually(refused), seen
+        wait_for(refused, seen, 10)  # on failure: the answers seen
         time.sleep(1)
         assert cpu_seconds(campus.process.pid) - before < 1.0  # no spinning
         assert open_descriptors(campus.process.pid) < 128
         for sock in held:
             sock.close()
-        assert eventually(lambda: healthz(campus).status == 200)
+        wait_for(lambda: healthz(campus).status == 200, "/healthz to answer again", 10)
         log = lines_of(campus)
         assert len([line for line in log if "campus.access" not in line]) < 10, log
 
@@ -284,7 +274,11 @@ def test_out_of_descriptors_the_server_waits_instead_of_spinning() -> None:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_descriptors(pid) + spare,) * 2)
         lines_before = len(lines_of(campus))
         held = connections(campus.port, 4 * spare)  # the kernel queues what is not accepted
-        time.sleep(0.5)
+
+        def accept_failed() -> bool:
+            return any("cannot accept connections" in line for line in lines_of(campus))
+
+        wait_for(accept_failed, "accept() to fail", 10)
         before = cpu_seconds(pid)
         time.sleep(2)
         assert cpu_seconds(pid) - before < 0.5  # unbounded, it spins: a core for 2 s
@@ -293,7 +287,7 @@ def test_out_of_descriptors_the_server_waits_instead_of_spinning() -> None:
         assert any("cannot accept connections" in line for line in new_lines), new_lines
         for sock in held:
             sock.close()
-        assert eventually(lambda: healthz(campus).status == 200), "did not come back"
+        wait_for(lambda: healthz(campus).status == 200, "did not come back", 10)
 
 
 # --- timeouts -----------------------------------------------------------------------------
@@ -359,10 +353,10 @@ def test_a_client_that_does_not_read_its_responses_is_cut(quick: Campus) -> None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     with sock:
         sock.connect(("127.0.0.1", quick.port))
-        assert eventually(lambda: open_descriptors(pid) > idle)
+        wait_for(lambda: open_descriptors(pid) > idle, "the connection's descriptor", 10)
         # Far more than the socket buffers hold; and then reading nothing.
         sock.sendall(build("GET", "/js/views.js", close=False) * (16 * 1024 * 1024 // size))
-        assert eventually(lambda: open_descriptors(pid) == idle, timeout=15), "never cut"
+        wait_for(lambda: open_descriptors(pid) == idle, "never cut", 15)
 
 
 # --- what answers look like -----------------------------------------------------------------
@@ -491,6 +485,6 @@ def test_nothing_pipelined_behind_a_closing_answer_runs(strict: Campus) -> None:
         assert (response.status, response.headers["connection"]) == (403, "close")
         assert closed_after(sock) < 3
     exchange(strict.port, build("GET", "/healthz/pipelined"))  # one that does run
-    assert eventually(lambda: pipelined() >= 1)
+    wait_for(lambda: pipelined() >= 1, "a pipelined request's access line", 10)
     time.sleep(0.3)
     assert pipelined() == 1

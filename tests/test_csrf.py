@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPResponse
@@ -20,11 +18,10 @@ from campus.config import Config
 from campus.handlers.origin import is_cross_origin, origin_of
 from campus.services import Services
 from campus.session.stores.memory import MemoryStore
-from tests.conftest import PASSWORD, session_cookie
+from tests.conftest import PASSWORD, Fetch, session_cookie
 
 OWN = "http://app.test:8000"
 REFUSED = {"errorMessage": "Cross-origin request refused"}
-Fetch = Callable[..., Awaitable[HTTPResponse]]
 
 
 @pytest.mark.parametrize(
@@ -73,15 +70,6 @@ def test_allowed_origins_and_default_ports() -> None:
 
 
 # --- through the app ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def fetch(http_client: Any, base_url: str) -> Fetch:
-    def do(path: str, **kwargs: Any) -> Awaitable[HTTPResponse]:
-        kwargs.setdefault("raise_error", False)
-        return http_client.fetch(base_url + path, **kwargs)  # type: ignore[no-any-return]
-
-    return do
 
 
 def login_body(email: str = "ann@campus.test", password: str = PASSWORD) -> str:

@@ -19,7 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import redis
 import redis.asyncio
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
 from tornado.testing import bind_unused_port
 
 from campus import cli
@@ -38,18 +39,11 @@ from campus.config import Config, ExpressConfig, load
 from campus.express import ExpressSessions
 from campus.server import build_express, build_sessions
 from campus.services import Services
+from campus.session.contract import ContractClock
 from campus.session.stores.redis import RedisStore
 from campus.users import UserDirectory
-from tests.conftest import (
-    PASSWORD,
-    REPO,
-    FakeClock,
-    RedisServer,
-    make_config,
-    make_store,
-    session_cookie,
-)
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD, Fetch, closing_store, make_config, make_store, session_cookie
+from tests.servers import REPO, Campus, RedisServer, production_env
 
 APP_DIR = REPO / "tests" / "express"
 OLD = "Shh, its a secret!"  # the article's secret: Express secrets need no minimum length
@@ -172,7 +166,7 @@ def config(
     return dataclasses.replace(base, express=ExpressConfig(secrets=express_secrets))
 
 
-def cut_over_services(config: Config, clock: FakeClock) -> Services:
+def cut_over_services(config: Config, clock: ContractClock) -> Services:
     store = make_store(config, clock)
     return Services(
         config=config,
@@ -183,22 +177,20 @@ def cut_over_services(config: Config, clock: FakeClock) -> Services:
 
 
 @pytest.fixture
-def services(config: Config, clock: FakeClock) -> Services:
-    return cut_over_services(config, clock)
-
-
-Fetch = Callable[..., Awaitable[HTTPResponse]]
+def services(config: Config, clock: ContractClock, io_loop: IOLoop) -> Iterator[Services]:
+    yield from closing_store(cut_over_services(config, clock), io_loop)
 
 
 @pytest.fixture
-def fetch(http_client: Any, base_url: str) -> Fetch:
-    def do(path: str, express: str = "", campus: str = "", **kwargs: Any) -> Any:
+def fetch(fetch: Fetch) -> Fetch:
+    """The suite's fetch, with either app's cookie: ``express=`` connect.sid, ``campus=`` ours."""
+
+    async def do(path: str, express: str = "", campus: str = "", **options: Any) -> HTTPResponse:
         cookies = [f"connect.sid={express}"] if express else []
         cookies += [f"campus.sid={campus}"] if campus else []
-        kwargs.setdefault("raise_error", False)
         if cookies:
-            kwargs["headers"] = {**kwargs.get("headers", {}), "Cookie": "; ".join(cookies)}
-        return http_client.fetch(base_url + path, **kwargs)
+            options["headers"] = {**options.get("headers", {}), "Cookie": "; ".join(cookies)}
+        return await fetch(path, **options)
 
     return do
 
@@ -275,13 +267,7 @@ def test_an_express_login_survives_the_cut_over(
     config_file.write_text(
         '[session]\nstore = "redis"\nsecure = true\n[express]\nsecrets = ["Shh, its a secret!"]\n'
     )
-    env = campus_env(
-        CAMPUS_ENV="production",
-        CAMPUS_CONFIG=str(config_file),
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-    )
+    env = production_env(redis_server.url, users_file, CAMPUS_CONFIG=str(config_file))
     server = Campus(env)
     try:
         status, body, sets = campus_request(server, "/api/me", {"connect.sid": cookie})
@@ -329,7 +315,11 @@ def test_the_express_secrets_with_the_memory_store_refuse_to_start(
 
 @pytest.mark.gen_test
 async def test_the_carried_session_is_like_a_login(
-    express: ExpressApp, fetch: Fetch, services: Services, clock: FakeClock, redis_db: redis.Redis
+    express: ExpressApp,
+    fetch: Fetch,
+    services: Services,
+    clock: ContractClock,
+    redis_db: redis.Redis,
 ) -> None:
     cookie = express.login()
     assert express.request("/cart", {"cart": ["pen", 2]}, cookie=cookie)[0] == 200
@@ -357,7 +347,7 @@ async def test_the_carried_session_is_like_a_login(
 
 @pytest.mark.gen_test
 async def test_a_remember_me_session_carries_over_until_it_expires(
-    express: ExpressApp, fetch: Fetch, clock: FakeClock, redis_db: redis.Redis
+    express: ExpressApp, fetch: Fetch, clock: ContractClock, redis_db: redis.Redis
 ) -> None:
     alive = express.login(max_age=60_000)  # cookie.expires one minute ahead
     response = await fetch("/api/me", express=alive)
@@ -583,7 +573,7 @@ def lone_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def outage_services(lone_redis: RedisServer, users_file: Path, clock: FakeClock) -> Services:
+def outage_services(lone_redis: RedisServer, users_file: Path, clock: ContractClock) -> Services:
     config = make_config(users_file, "redis", lone_redis.url)
     express = ExpressConfig(secrets=(OLD,))
     return cut_over_services(dataclasses.replace(config, express=express), clock)
@@ -628,9 +618,9 @@ async def test_a_store_outage_during_the_carry_over_is_a_503_then_it_works(
 # --- the cookie and the record, without the Express app ----------------------------------
 
 
-def make_sessions(clock: FakeClock | None = None) -> ExpressSessions:
+def make_sessions(clock: ContractClock | None = None) -> ExpressSessions:
     client = redis.asyncio.Redis(port=1)  # never used: verify() and fields() do no I/O
-    return ExpressSessions(client, secrets=(NEW, OLD), clock=clock or FakeClock())
+    return ExpressSessions(client, secrets=(NEW, OLD), clock=clock or ContractClock())
 
 
 @pytest.mark.parametrize(
@@ -649,7 +639,7 @@ def test_password_fields_never_come_over() -> None:
 
 
 def test_expiry_is_express_sessions_own_test() -> None:
-    clock = FakeClock()
+    clock = ContractClock()
     sessions = make_sessions(clock)
     at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 30))
     raw = json.dumps({"cookie": {"expires": at}, "user": ANN})

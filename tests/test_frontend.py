@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from campus.app import make_app
 from campus.server import build_sessions
 from campus.services import Services
 from campus.session.store import new_session_id
-from tests.conftest import DownStore, session_cookie
+from tests.conftest import DownStore, Fetch, session_cookie
 
 SECRET = b"TOP-SECRET-campus-frontend-test-3f9a1c"
 INDEX = b"<!doctype html><html><body><main id='app'>shell for tests</main></body></html>\n"
@@ -32,8 +31,6 @@ ROBOTS = b"User-agent: *\nDisallow:\n"
 FAVICON = b"\x00\x00\x01\x00fake-icon"
 STATIC_SAME = b"same.txt from static/\n"
 DIST_SAME = b"same.txt from dist/\n"
-
-Fetch = Callable[..., Awaitable[HTTPResponse]]
 
 
 @pytest.fixture
@@ -64,16 +61,6 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def app(services: Services, root: Path) -> tornado.web.Application:
     return make_app(services, root=str(root))
-
-
-@pytest.fixture
-def fetch(http_client: Any, base_url: str) -> Fetch:
-    def do(path: str, **kwargs: Any) -> Awaitable[HTTPResponse]:
-        kwargs.setdefault("raise_error", False)
-        kwargs.setdefault("follow_redirects", False)
-        return http_client.fetch(base_url + path, **kwargs)  # type: ignore[no-any-return]
-
-    return do
 
 
 def assert_shell(response: HTTPResponse) -> None:

@@ -15,21 +15,17 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
 from campus.session import CookieSigner
-from tests.conftest import REPO, RedisServer, free_port
 from tests.rawhttp import SECRET, Response, build, exchange, plant_site
-from tests.test_server import SECRET as SESSION_SECRET
-from tests.test_server import campus_env
+from tests.servers import REPO, Campus, RedisServer, campus_env, redis_keys
+from tests.servers import SECRET as SESSION_SECRET
 
 FUZZ_REQUESTS = 5000
 FUZZ_SECONDS = 25.0
@@ -42,24 +38,13 @@ HEADERS += ["Content-Type", "Range", "If-None-Match", "If-Modified-Since", "Acce
 METHODS = ["GET"] * 8 + ["POST"] * 6 + ["HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "get"]
 
 
-@dataclass
-class Server:
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture
 def server(
     tmp_path: Path, users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
-) -> Iterator[Server]:
+) -> Iterator[Campus]:
     root = tmp_path / "site"
     root.mkdir()
     plant_site(root)
-    port = free_port()
     env = campus_env(
         CAMPUS_ENV="production",
         CAMPUS_SESSION_SECRET=SESSION_SECRET,
@@ -69,31 +54,9 @@ def server(
         CAMPUS_SERVER_TRUST_PROXY="true",
         PYTHONPATH=str(REPO),
     )
-    log_path = tmp_path / "campus.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "campus", "--port", str(port)],
-            cwd=root,  # static/ and dist/ are found here, next to the secrets
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 15
-    while not _healthy(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(log_path.read_text())
-        time.sleep(0.05)
-    yield Server(port, process, log_path)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(15)
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return exchange(port, build("GET", "/healthz"), timeout=2).status == 200
-    except OSError:
-        return False
+    server = Campus(env, cwd=root)  # static/ and dist/ are found here, next to the secrets
+    yield server
+    server.stop()
 
 
 class Fuzzer:
@@ -188,7 +151,7 @@ class Fuzzer:
         return build(method, target, headers, body), True
 
 
-def test_thousands_of_random_requests(server: Server, redis_db: redis.Redis) -> None:
+def test_thousands_of_random_requests(server: Campus, redis_db: redis.Redis) -> None:
     seed = int(os.environ.get("CAMPUS_FUZZ_SEED", random.randrange(2**32)))
     fuzzer = Fuzzer(seed, server.port)
     statuses: dict[int | None, int] = {}
@@ -206,11 +169,10 @@ def test_thousands_of_random_requests(server: Server, redis_db: redis.Redis) -> 
         assert SECRET not in response.raw, where
     assert sent >= 500, f"only {sent} requests in {FUZZ_SECONDS}s (seed {seed})"
 
-    sessions = [k for k in redis_db.keys("*") if not k.startswith(b"campus:login:")]
+    sessions = [k for k in redis_keys(redis_db) if not k.startswith(b"campus:login:")]
     assert sessions == [], f"seed {seed}: garbage created {sessions}"
     assert exchange(server.port, build("GET", "/healthz")).status == 200  # still serving
-    server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(15) == 0
-    log = server.log()
+    log = server.stop(signal.SIGTERM)
+    assert server.process.returncode == 0
     assert "Traceback" not in log and "Uncaught exception" not in log, f"seed {seed}\n{log[-3000:]}"
     print(f"fuzz: {sent} requests in {time.monotonic() - started:.1f}s, seed {seed}: {statuses}")

@@ -23,7 +23,8 @@ from campus.session import CookieSigner, StoreUnavailable
 from campus.session.store import new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.users import MAX_EMAIL, MAX_PASSWORD
-from tests.conftest import PASSWORD, REPO, DownStore, session_cookie
+from tests.conftest import PASSWORD, DownStore, Fetch, session_cookie
+from tests.servers import REPO
 
 MAX_BODY = 64 * 1024
 ANN = "ann@campus.test"
@@ -76,19 +77,6 @@ def decoded_id(value: str) -> str:
     assert len(fields) == 6, value
     payload = fields[4].split(":", 1)[1]
     return base64.b64decode(payload).decode("ascii")
-
-
-@pytest.fixture
-def fetch(http_client: Any, base_url: str) -> Callable[..., Awaitable[HTTPResponse]]:
-    def do(path: str, **kwargs: Any) -> Awaitable[HTTPResponse]:
-        kwargs.setdefault("raise_error", False)
-        kwargs.setdefault("follow_redirects", False)
-        return http_client.fetch(base_url + path, **kwargs)  # type: ignore[no-any-return]
-
-    return do
-
-
-Fetch = Callable[..., Awaitable[HTTPResponse]]
 
 
 def login_body(email: str = ANN, password: str = PASSWORD) -> str:

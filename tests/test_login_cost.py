@@ -19,8 +19,8 @@ from types import TracebackType
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, RedisServer
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import Campus, RedisServer, production_env
 
 MARKER = "campus-test:end-of-capture"
 
@@ -50,7 +50,7 @@ class Commands:
 
     def _watch(self) -> None:
         client = redis.Redis(port=self._port, socket_timeout=10)
-        with client.monitor() as monitor:
+        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
             self._ready.set()
             while True:
                 entry = monitor.next_command()
@@ -62,13 +62,7 @@ class Commands:
 
 @pytest.fixture
 def campus(users_file: Path, redis_server: RedisServer, redis_db: redis.Redis) -> Iterator[Campus]:
-    env = campus_env(
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-        CAMPUS_LOGIN_MAX_FAILURES="3",
-    )
+    env = production_env(redis_server.url, users_file, CAMPUS_LOGIN_MAX_FAILURES="3")
     server = Campus(env)
     # Warm up: the first calls load the scripts and open the pooled connection.
     assert server.request("/login", {"email": "bob@campus.test", "password": PASSWORD})[0] == 200

@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 
 from campus.services import Services
-from tests.conftest import session_cookie
-from tests.test_http_inputs import Fetch, error_of, fetch, json_of, logged_in, me
-
-__all__ = ["fetch"]  # the fixture, imported for these tests
+from tests.conftest import Fetch, session_cookie
+from tests.test_http_inputs import error_of, json_of, logged_in, me
 
 
 @pytest.mark.parametrize("site", ["cross-site", "same-site", "Same-Origin", "", "nonsense"])

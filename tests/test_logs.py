@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, RedisServer
-from tests.test_server import Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import Campus, RedisServer, campus_env
 
 REDIS_PASSWORD = "redis-pass-7d4e1b-never-logged"
 NEW_SECRET = "new-session-secret-" + "n" * 30

@@ -19,8 +19,7 @@ from campus.logs import MAX_MESSAGE, MAX_TRACEBACK, JsonFormatter, TextFormatter
 from campus.logwriter import BURST, FLUSH_DELAY, WINDOW, LogWriter
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
-from tests.conftest import free_port
-from tests.test_server import SECRET, Campus, campus_env
+from tests.servers import SECRET, Campus, campus_env, free_port, wait_for
 
 #: No line of any logger may be longer than this, whoever sent what.
 LINE_LIMIT = 8 * 1024
@@ -55,7 +54,7 @@ def stream() -> CountingStream:
 
 
 @pytest.fixture
-def clock() -> Clock:  # type: ignore[override]
+def clock() -> Clock:
     return Clock()
 
 
@@ -191,7 +190,7 @@ def test_logging_shutdown_writes_what_is_buffered(stream: CountingStream) -> Non
 
     asyncio.run(scenario())  # the loop is gone with the lines still in the buffer
     assert stream.getvalue() == ""
-    logging.shutdown([lambda: writer])  # type: ignore[list-item]  # what runs at exit
+    logging.shutdown([lambda: writer])  # what runs at exit
     lines = stream.getvalue().splitlines()
     assert len(lines) == BURST + 2 and lines[BURST].endswith("buffered")
     assert lines[-1].endswith(f"3 more like this in {WINDOW:.0f}s, not logged: e 0")
@@ -269,7 +268,7 @@ def test_junk_requests_never_hide_a_different_error() -> None:
             assert server.request(f"/%ff{n}")[0] == 400
         for _ in range(3):
             assert server.request("/login", json.loads(login))[0] == 503
-        time.sleep(0.3)
+        wait_for(lambda: server.log().count("session store unavailable") >= 3, "the outage lines")
     finally:
         output = server.stop(signal.SIGTERM)
     junk = [line for line in output.splitlines() if "Invalid unicode" in line]
@@ -302,7 +301,7 @@ def test_access_lines_can_be_turned_off() -> None:
 
 def test_both_units_let_journald_keep_every_access_line() -> None:
     """journald's default limit (10,000 lines per 30 s) would drop lines at ~330 requests/s."""
-    from tests.conftest import REPO
+    from tests.servers import REPO
 
     for unit in ("campus.service", "campus@.service"):
         settings = dict(
@@ -366,7 +365,7 @@ def test_warnings_and_uncaught_errors_are_json_lines_too() -> None:
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.servers import REPO
 
     script = (
         "import threading, warnings\n"

@@ -7,23 +7,26 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tornado.web
 from prometheus_client.parser import text_string_to_metric_families
-from tornado.httpclient import HTTPResponse
+from tornado.ioloop import IOLoop
 
 from campus.app import make_app
 from campus.config import Config, MetricsConfig, ServerConfig
 from campus.metrics import REQUEST_BUCKETS, Metrics, TimedStore, timed_store, unwrap
 from campus.server import _sweeper, build_sessions
 from campus.services import Services
+from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.users import UserDirectory
-from tests.conftest import PASSWORD, REPO, DownStore, FakeClock, make_store
+from tests.conftest import PASSWORD, DownStore, Fetch, closing_store, make_store
+from tests.servers import REPO
 
 TOKEN = "metrics-token-0123456789abcdef"
 
@@ -40,27 +43,26 @@ def build(config: Config, clock: Any, store: Any = None) -> Services:
 
 
 @pytest.fixture
-def services(request: pytest.FixtureRequest, config: Config, clock: FakeClock) -> Services:
+def services(
+    request: pytest.FixtureRequest, config: Config, clock: ContractClock, io_loop: IOLoop
+) -> Iterator[Services]:
     marker = request.node.get_closest_marker("metrics_config")
     overrides = marker.kwargs if marker else {}
     if "token" in overrides:
         config = dataclasses.replace(config, metrics=MetricsConfig(token=overrides["token"]))
-    if "enabled" in overrides:
-        return dataclasses.replace(build(config, clock), metrics=None)
     if overrides.get("trust_proxy"):
         config = dataclasses.replace(config, server=ServerConfig(trust_proxy=True))
     if overrides.get("down"):
-        return build(config, clock, DownStore())
-    return build(config, clock)
+        yield build(config, clock, DownStore())  # nothing to close
+        return
+    services = build(config, clock)
+    if "enabled" in overrides:
+        services = dataclasses.replace(services, metrics=None)
+    yield from closing_store(services, io_loop)
 
 
-async def fetch(http_client: Any, base_url: str, path: str, **kwargs: Any) -> HTTPResponse:
-    response: HTTPResponse = await http_client.fetch(base_url + path, raise_error=False, **kwargs)
-    return response
-
-
-async def scrape(http_client: Any, base_url: str, **kwargs: Any) -> dict[tuple[str, Any], float]:
-    response = await fetch(http_client, base_url, "/metrics", **kwargs)
+async def scrape(fetch: Fetch, **kwargs: Any) -> dict[tuple[str, Any], float]:
+    response = await fetch("/metrics", **kwargs)
     assert response.code == 200, response.body
     samples = {}
     for family in text_string_to_metric_families(response.body.decode()):
@@ -78,8 +80,8 @@ def login_body(password: str = PASSWORD) -> str:
 
 
 @pytest.mark.gen_test
-async def test_loopback_clients_read_prometheus_text(http_client: Any, base_url: str) -> None:
-    response = await fetch(http_client, base_url, "/metrics")
+async def test_loopback_clients_read_prometheus_text(fetch: Fetch) -> None:
+    response = await fetch("/metrics")
     assert response.code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     names = {f.name for f in text_string_to_metric_families(response.body.decode())}
@@ -97,62 +99,54 @@ async def test_loopback_clients_read_prometheus_text(http_client: Any, base_url:
 
 
 @pytest.mark.gen_test
-async def test_a_forwarded_request_is_not_a_loopback_client(
-    http_client: Any, base_url: str
-) -> None:
+async def test_a_forwarded_request_is_not_a_loopback_client(fetch: Fetch) -> None:
     """nginx on the same machine connects from 127.0.0.1: its requests must not count."""
     for header in ("X-Forwarded-For", "X-Real-IP", "Forwarded"):
-        response = await fetch(http_client, base_url, "/metrics", headers={header: "203.0.113.9"})
+        response = await fetch("/metrics", headers={header: "203.0.113.9"})
         assert response.code == 404, header
         assert json.loads(response.body) == {"errorMessage": "Not found"}
 
 
 @pytest.mark.metrics_config(trust_proxy=True)
 @pytest.mark.gen_test
-async def test_behind_a_trusted_proxy_a_remote_client_is_refused(
-    http_client: Any, base_url: str
-) -> None:
-    response = await fetch(
-        http_client, base_url, "/metrics", headers={"X-Forwarded-For": "203.0.113.9"}
-    )
+async def test_behind_a_trusted_proxy_a_remote_client_is_refused(fetch: Fetch) -> None:
+    response = await fetch("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
     assert response.code == 404
 
 
 @pytest.mark.metrics_config(token=TOKEN)
 @pytest.mark.gen_test
-async def test_with_a_token_every_client_must_present_it(http_client: Any, base_url: str) -> None:
+async def test_with_a_token_every_client_must_present_it(fetch: Fetch) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
-        response = await fetch(http_client, base_url, "/metrics", headers=headers)
+        response = await fetch("/metrics", headers=headers)
         assert response.code == 404, headers  # loopback included
     good = {"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": "203.0.113.9"}
-    assert (await fetch(http_client, base_url, "/metrics", headers=good)).code == 200
+    assert (await fetch("/metrics", headers=good)).code == 200
     lower = {"Authorization": f"bearer {TOKEN}"}  # the scheme's name is case-insensitive
-    assert (await fetch(http_client, base_url, "/metrics", headers=lower)).code == 200
+    assert (await fetch("/metrics", headers=lower)).code == 200
     # Without the token, every method gets the 404 of a path that does not exist.
     for method in ("POST", "HEAD", "DELETE"):
         body = b"" if method == "POST" else None
-        response = await fetch(http_client, base_url, "/metrics", method=method, body=body)
+        response = await fetch("/metrics", method=method, body=body)
         assert response.code == 404, method
-    response = await fetch(http_client, base_url, "/metrics", method="POST", body=b"", headers=good)
+    response = await fetch("/metrics", method="POST", body=b"", headers=good)
     assert response.code == 405 and response.headers["Allow"] == "GET, HEAD"
 
 
 @pytest.mark.metrics_config(enabled=False)
 @pytest.mark.gen_test
-async def test_metrics_off_is_a_json_404_not_the_spa_shell(http_client: Any, base_url: str) -> None:
-    response = await fetch(http_client, base_url, "/metrics")
+async def test_metrics_off_is_a_json_404_not_the_spa_shell(fetch: Fetch) -> None:
+    response = await fetch("/metrics")
     assert response.code == 404
     assert json.loads(response.body) == {"errorMessage": "Not found"}
 
 
 @pytest.mark.gen_test
-async def test_requests_are_counted_by_route_pattern_never_the_raw_path(
-    http_client: Any, base_url: str
-) -> None:
+async def test_requests_are_counted_by_route_pattern_never_the_raw_path(fetch: Fetch) -> None:
     for path in ("/courses/1", "/courses/2", "/api/nothing/42", "/api/me"):
-        await fetch(http_client, base_url, path)
-    await fetch(http_client, base_url, "/api/me", method="BREW", allow_nonstandard_methods=True)
-    samples = await scrape(http_client, base_url)
+        await fetch(path)
+    await fetch("/api/me", method="BREW", allow_nonstandard_methods=True)
+    samples = await scrape(fetch)
     total = "campus_http_requests_total"
     assert value(samples, total, route="/(.*)", method="GET", status="200") == 2
     assert value(samples, total, route="(none)", method="GET", status="404") == 1
@@ -171,23 +165,21 @@ async def test_requests_are_counted_by_route_pattern_never_the_raw_path(
 
 
 @pytest.mark.gen_test
-async def test_logins_by_outcome_and_sessions_by_cause(http_client: Any, base_url: str) -> None:
+async def test_logins_by_outcome_and_sessions_by_cause(fetch: Fetch) -> None:
     post = {"method": "POST"}
-    response = await fetch(http_client, base_url, "/login", body=login_body(), **post)
+    response = await fetch("/login", body=login_body(), **post)
     assert response.code == 200
     cookie = response.headers["Set-Cookie"].split(";", 1)[0]
-    again = await fetch(
-        http_client, base_url, "/login", body=login_body(), headers={"Cookie": cookie}, **post
-    )
+    again = await fetch("/login", body=login_body(), headers={"Cookie": cookie}, **post)
     cookie = again.headers["Set-Cookie"].split(";", 1)[0]  # regenerated: the old one went
-    assert (await fetch(http_client, base_url, "/login", body=login_body("no"), **post)).code == 403
-    assert (await fetch(http_client, base_url, "/login", body="[]", **post)).code == 400
+    assert (await fetch("/login", body=login_body("no"), **post)).code == 403
+    assert (await fetch("/login", body="[]", **post)).code == 400
     forged = {"Origin": "https://evil.example"}
-    response = await fetch(http_client, base_url, "/login", body="{}", headers=forged, **post)
+    response = await fetch("/login", body="{}", headers=forged, **post)
     assert response.code == 403
-    assert (await fetch(http_client, base_url, "/logout", headers={"Cookie": cookie})).code == 200
-    assert (await fetch(http_client, base_url, "/logout")).code == 200  # nobody to log out
-    samples = await scrape(http_client, base_url)
+    assert (await fetch("/logout", headers={"Cookie": cookie})).code == 200
+    assert (await fetch("/logout")).code == 200  # nobody to log out
+    samples = await scrape(fetch)
     logins = {o: value(samples, "campus_logins_total", outcome=o) for o in ("success", "denied")}
     assert logins == {"success": 2, "denied": 1}
     assert value(samples, "campus_logins_total", outcome="bad_request") == 1
@@ -202,28 +194,28 @@ async def test_logins_by_outcome_and_sessions_by_cause(http_client: Any, base_ur
 
 
 @pytest.mark.gen_test
-async def test_throttled_logins_are_counted(http_client: Any, base_url: str) -> None:
+async def test_throttled_logins_are_counted(fetch: Fetch) -> None:
     for _ in range(6):
-        await fetch(http_client, base_url, "/login", method="POST", body=login_body("x"))
-    samples = await scrape(http_client, base_url)
+        await fetch("/login", method="POST", body=login_body("x"))
+    samples = await scrape(fetch)
     assert value(samples, "campus_logins_total", outcome="denied") == 5
     assert value(samples, "campus_logins_total", outcome="throttled") == 1
 
 
 @pytest.mark.metrics_config(down=True)
 @pytest.mark.gen_test
-async def test_store_failures_are_counted_by_operation(http_client: Any, base_url: str) -> None:
+async def test_store_failures_are_counted_by_operation(fetch: Fetch) -> None:
     cookie = {"Cookie": "campus.sid=" + "x" * 10}
-    assert (await fetch(http_client, base_url, "/healthz")).code == 503
-    await fetch(http_client, base_url, "/login", method="POST", body=login_body())
-    samples = await scrape(http_client, base_url, headers=cookie)
+    assert (await fetch("/healthz")).code == 503
+    await fetch("/login", method="POST", body=login_body())
+    samples = await scrape(fetch, headers=cookie)
     failures = "campus_store_failures_total"
     assert value(samples, failures, operation="ping", store="down") == 1
     assert value(samples, failures, operation="reserve", store="down") == 1
     assert value(samples, "campus_logins_total", outcome="error") == 1
 
 
-def test_the_memory_sweep_counts_expired_sessions(clock: FakeClock) -> None:
+def test_the_memory_sweep_counts_expired_sessions(clock: ContractClock) -> None:
     metrics = Metrics()
     store = MemoryStore(max_sessions=10, clock=clock)
     for sid in ("a", "b"):
@@ -251,7 +243,8 @@ async def test_the_store_proxy_times_any_coroutine_method_and_passes_the_rest() 
     assert await proxy.end_handle("h") == 7
     with pytest.raises(StoreUnavailable):
         await proxy.ping()
-    assert proxy.client is inner.client and unwrap(proxy) is inner  # type: ignore[arg-type]
+    behind: object = unwrap(proxy)
+    assert proxy.client is inner.client and behind is inner
     text = metrics.exposition(None)[0].decode()
     timed = 'campus_store_operation_duration_seconds_count{operation="end_handle",store="custom"}'
     assert f"{timed} 1.0" in text
@@ -296,33 +289,27 @@ def app(services: Services) -> tornado.web.Application:
 
 
 @pytest.mark.gen_test
-async def test_sessions_ended_by_their_user_are_counted(http_client: Any, base_url: str) -> None:
+async def test_sessions_ended_by_their_user_are_counted(fetch: Fetch) -> None:
     cookies = []
     for _ in range(3):
-        response = await fetch(http_client, base_url, "/login", method="POST", body=login_body())
+        response = await fetch("/login", method="POST", body=login_body())
         cookies.append({"Cookie": response.headers["Set-Cookie"].split(";", 1)[0]})
-    listed = await fetch(http_client, base_url, "/api/sessions", headers=cookies[0])
+    listed = await fetch("/api/sessions", headers=cookies[0])
     other = next(s["handle"] for s in json.loads(listed.body)["sessions"] if not s["current"])
     path = f"/api/sessions/{other}"
-    response = await fetch(http_client, base_url, path, method="DELETE", headers=cookies[0])
+    response = await fetch(path, method="DELETE", headers=cookies[0])
     assert response.code == 200
     response = await fetch(
-        http_client,
-        base_url,
         "/api/sessions/end-others",
         method="POST",
         body="",
         headers=cookies[0],
     )
     assert json.loads(response.body) == {"ended": 1}
-    mine = json.loads(
-        (await fetch(http_client, base_url, "/api/sessions", headers=cookies[0])).body
-    )
+    mine = json.loads((await fetch("/api/sessions", headers=cookies[0])).body)
     path = f"/api/sessions/{mine['sessions'][0]['handle']}"
-    assert (
-        await fetch(http_client, base_url, path, method="DELETE", headers=cookies[0])
-    ).code == 200
-    samples = await scrape(http_client, base_url)
+    assert (await fetch(path, method="DELETE", headers=cookies[0])).code == 200
+    samples = await scrape(fetch)
     destroyed = "campus_sessions_destroyed_total"
     assert value(samples, destroyed, cause="user") == 2
     assert value(samples, destroyed, cause="logout") == 1  # ending the current one

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from campus.settings import ServerConfig
-from tests.conftest import PASSWORD, REPO, USERS, RedisServer, free_port
+from tests.conftest import PASSWORD, USERS
 from tests.nginx_proxy import (
     CONF,
     NGINX,
@@ -45,7 +45,7 @@ from tests.nginx_proxy import (
     make_certificate,
     render,
 )
-from tests.test_server import SECRET, Campus, campus_env
+from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env, free_port
 
 _MISSING = [str(NGINX)] * (not os.access(NGINX, os.X_OK))
 _MISSING += [tool for tool in ("curl", "openssl") if shutil.which(tool) is None]
@@ -76,7 +76,7 @@ class Stack:
 
     def campus_log(self) -> str:
         """Everything every campus process wrote, restarted ones included."""
-        running = [b"".join(campus.output).decode() for campus in self.campuses]
+        running = [campus.log() for campus in self.campuses]
         return "".join(self.stopped_logs + running)
 
 
@@ -120,7 +120,7 @@ def stack(
         assert "Traceback" not in log, log
 
 
-@pytest.fixture(params=PROTOCOLS.values(), ids=PROTOCOLS.keys())
+@pytest.fixture(params=list(PROTOCOLS.values()), ids=list(PROTOCOLS))
 def version(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -373,7 +373,9 @@ def test_chromium_signs_in_reloads_a_deep_link_and_signs_out(stack: Stack) -> No
 
             page.reload()  # the deep link through nginx: the SPA shell, then the route
             expect(heading).to_have_text("Your account")
-            expect(page.get_by_role("definition").filter(has_text=ANN["email"])).to_be_visible()
+            expect(
+                page.get_by_role("definition").filter(has_text=ANN_LOGIN["email"])
+            ).to_be_visible()
             navigation = "performance.getEntriesByType('navigation')[0].nextHopProtocol"
             assert page.evaluate(navigation) == "h2"
             (cookie,) = [c for c in page.context.cookies() if c["name"] == "campus.sid"]
@@ -507,4 +509,4 @@ def test_a_rolling_restart_through_nginx_fails_no_request(stack: Stack) -> None:
         assert load.answered_between(start, end) > 0
     marker = "/api/me"
     for campus in stack.campuses:  # and nginx came back to each restarted process
-        assert marker in b"".join(campus.output).decode()
+        assert marker in campus.log()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PASSWORD, REPO
-from tests.test_server import Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import REPO, Campus, campus_env
 
 SCHEMA = REPO / "docs" / "openapi.yaml"
 

@@ -18,9 +18,9 @@ import pytest
 
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
-from tests.conftest import PASSWORD, RedisServer
-from tests.session.test_redis_outage import PERSISTENT, kill
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import SECRET, Campus, RedisServer, production_env, wait_for
+from tests.session.test_redis_outage import PERSISTENT
 
 UNAVAILABLE = {"errorMessage": "Session store unavailable"}
 #: Paths that must not care about the store, and one that needs the session.
@@ -83,15 +83,7 @@ class Load:
 
 
 def production(redis_url: str, users_file: Path) -> Campus:
-    return Campus(
-        campus_env(
-            CAMPUS_ENV="production",
-            CAMPUS_SESSION_SECRET=SECRET,
-            CAMPUS_REDIS_URL=redis_url,
-            CAMPUS_USERS_FILE=str(users_file),
-            CAMPUS_REDIS_TIMEOUT="1.0",
-        )
-    )
+    return Campus(production_env(redis_url, users_file, CAMPUS_REDIS_TIMEOUT="1.0"))
 
 
 def assert_unavailable(answer: Answer) -> None:
@@ -115,10 +107,13 @@ def test_redis_killed_under_load_then_back(redis_with_aof: RedisServer, users_fi
         assert status == 200
         load = Load(server.port, server.cookie)
         try:
-            time.sleep(0.5)
+            wait_for(lambda: len(load.answers) >= 20, "the load's first answers")
             killed = time.monotonic()
-            kill(redis_with_aof)
-            time.sleep(0.5)
+            redis_with_aof.kill()
+            wait_for(  # the load meets the outage
+                lambda: any(a.started > killed + 0.1 and a.status == 503 for a in load.answers),
+                "a 503 under load",
+            )
 
             # Down: the session route fails fast and says so; the store-free routes don't care.
             assert_unavailable(get(server.port, SESSION, server.cookie))
@@ -139,7 +134,7 @@ def test_redis_killed_under_load_then_back(redis_with_aof: RedisServer, users_fi
             # The session from before the outage is still valid: nobody had to log in again.
             assert json.loads(answer.body) == before
             recovered = time.monotonic()
-            time.sleep(0.3)
+            wait_for(lambda: any(a.started > recovered for a in load.answers), "answers after")
         finally:
             load.finish()
     finally:

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, free_port
-from tests.test_server import Campus, campus_env
+from tests.servers import REPO, Campus, campus_env, free_port
 
 RULES = REPO / "config" / "prometheus" / "alerts.yml"
 RULE_TESTS = REPO / "config" / "prometheus" / "alerts.test.yml"

@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REPO, RedisServer
-from tests.test_server import SECRET, Campus, campus_env, run_campus
+from tests.conftest import PASSWORD
+from tests.servers import (
+    REPO,
+    Campus,
+    RedisServer,
+    production_env,
+    redis_command,
+    run_campus,
+)
 
 ACL_PASSWORD = "acl-password-for-the-campus-user"
 
@@ -28,15 +35,9 @@ def test_campus_works_as_the_documented_acl_user(users_file: Path, tmp_path: Pat
     server.start()
     try:
         admin = server.client()
-        admin.execute_command(*documented_acl())
+        redis_command(admin, *documented_acl())
         url = f"redis://campus:{ACL_PASSWORD}@127.0.0.1:{server.port}/0"
-        env = campus_env(
-            CAMPUS_ENV="production",
-            CAMPUS_SESSION_SECRET=SECRET,
-            CAMPUS_REDIS_URL=url,
-            CAMPUS_USERS_FILE=str(users_file),
-            CAMPUS_SESSION_SECURE="false",
-        )
+        env = production_env(url, users_file, CAMPUS_SESSION_SECURE="false")
         campus = Campus(env)
         try:
             ann = {"email": "ann@campus.test", "password": PASSWORD}

@@ -12,22 +12,14 @@ from tornado.web import decode_signed_value
 
 from tests.conftest import PASSWORD
 from tests.redis_topologies import Cluster, SentinelGroup, wait_for
-from tests.session.test_redis_outage import kill
-from tests.test_server import SECRET, Campus, campus_env, run_campus
+from tests.servers import SECRET, Campus, production_env, run_campus
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 BOB = {"email": "bob@campus.test", "password": PASSWORD}
 
 
 def production(redis_url: str, users_file: Path) -> Campus:
-    return Campus(
-        campus_env(
-            CAMPUS_ENV="production",
-            CAMPUS_SESSION_SECRET=SECRET,
-            CAMPUS_REDIS_URL=redis_url,
-            CAMPUS_USERS_FILE=str(users_file),
-        )
-    )
+    return Campus(production_env(redis_url, users_file))
 
 
 def session_key(cookie: str) -> str:
@@ -55,7 +47,7 @@ def test_a_session_survives_a_sentinel_failover(how: str, tmp_path: Path, users_
                 group.fail_over()  # the replica is the master now
                 group.master.stop()  # and the old master is retired
             else:
-                kill(group.master)
+                group.master.kill()
 
             statuses = []
             deadline = time.monotonic() + 20
@@ -91,12 +83,7 @@ def test_campus_on_a_cluster_logs_a_user_out_everywhere(
         }
         assert len(slots) == 3  # Ann's sessions and her index live in different hash slots
 
-        env = campus_env(
-            CAMPUS_ENV="production",
-            CAMPUS_SESSION_SECRET=SECRET,
-            CAMPUS_REDIS_URL=redis_cluster.url,
-            CAMPUS_USERS_FILE=str(users_file),
-        )
+        env = production_env(redis_cluster.url, users_file)
         assert run_campus(env, "sessions", "count", timeout=30).stdout == "4\n"
         revoke = run_campus(env, "sessions", "revoke", "ann@campus.test", timeout=30)
         assert revoke.stdout == "revoked 3 sessions of ann@campus.test\n", revoke.stderr

@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 import tornado.web
-from tornado.httpclient import HTTPResponse
 
 from campus.app import make_app
 from campus.logs import JsonFormatter
 from campus.logwriter import LogWriter
 from campus.requestid import request_id_for
 from campus.services import Services
+from campus.session.contract import ContractClock
 from campus.session.store import new_session_id
-from tests.conftest import REPO, DownStore, FakeClock, make_services
+from tests.conftest import DownStore, Fetch, make_services
 from tests.rawhttp import build, exchange
+from tests.servers import REPO
 
 GENERATED = re.compile(r"[0-9a-f]{16}")
 
@@ -46,11 +47,6 @@ def json_lines() -> Iterator[list[dict[str, Any]]]:
         parsed += [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
-async def fetch(http_client: Any, base_url: str, path: str, **kwargs: Any) -> HTTPResponse:
-    response: HTTPResponse = await http_client.fetch(base_url + path, raise_error=False, **kwargs)
-    return response
-
-
 @pytest.mark.parametrize(
     "given",
     ["abc", "A" * 64, "req-2026.12.01_x", "0"],
@@ -68,7 +64,7 @@ def test_anything_else_gets_a_new_random_id(given: str | None) -> None:
 
 
 @pytest.mark.gen_test
-async def test_every_kind_of_response_carries_the_id(http_client: Any, base_url: str) -> None:
+async def test_every_kind_of_response_carries_the_id(fetch: Fetch) -> None:
     requests: list[tuple[str, dict[str, Any], int]] = [
         ("/healthz", {}, 200),
         ("/api/me", {}, 401),
@@ -85,14 +81,14 @@ async def test_every_kind_of_response_carries_the_id(http_client: Any, base_url:
     ]
     for n, (path, kwargs, status) in enumerate(requests):
         headers = {**kwargs.pop("headers", {}), "X-Request-ID": f"case-{n}"}
-        response = await fetch(http_client, base_url, path, headers=headers, **kwargs)
+        response = await fetch(path, headers=headers, **kwargs)
         assert response.code == status, path
         assert response.headers["X-Request-ID"] == f"case-{n}", path
-    shell = await fetch(http_client, base_url, "/courses/42")
+    shell = await fetch("/courses/42")
     conditional = {"If-None-Match": shell.headers["ETag"], "X-Request-ID": "conditional"}
-    response = await fetch(http_client, base_url, "/courses/42", headers=conditional)
+    response = await fetch("/courses/42", headers=conditional)
     assert response.code == 304 and response.headers["X-Request-ID"] == "conditional"
-    response = await fetch(http_client, base_url, "/api/me", headers={"X-Request-ID": "a b"})
+    response = await fetch("/api/me", headers={"X-Request-ID": "a b"})
     assert GENERATED.fullmatch(response.headers["X-Request-ID"])
 
 
@@ -106,22 +102,22 @@ async def test_the_default_handler_carries_it(http_server: Any, http_port: int) 
 
 
 @pytest.mark.gen_test
-async def test_the_access_line_carries_the_id(http_client: Any, base_url: str) -> None:
+async def test_the_access_line_carries_the_id(fetch: Fetch) -> None:
     with json_lines() as lines:
-        await fetch(http_client, base_url, "/api/me", headers={"X-Request-ID": "trace-me"})
-        await fetch(http_client, base_url, "/api/me?token=hunter2")
+        await fetch("/api/me", headers={"X-Request-ID": "trace-me"})
+        await fetch("/api/me?token=hunter2")
     assert lines[0]["request_id"] == "trace-me"
     assert GENERATED.fullmatch(lines[1]["request_id"])
     assert lines[1]["path"] == "/api/me" and "hunter2" not in json.dumps(lines)
 
 
 @pytest.fixture
-def down_services(config: Any, clock: FakeClock) -> Services:
+def down_services(config: Any, clock: ContractClock) -> Services:
     from dataclasses import replace
 
     services = make_services(config, clock)
     manager = services.sessions
-    manager.store = DownStore()  # type: ignore[assignment]
+    manager.store = DownStore()
     return replace(services, sessions=manager)
 
 
@@ -133,15 +129,13 @@ def app(request: pytest.FixtureRequest, services: Services) -> tornado.web.Appli
 
 
 @pytest.mark.gen_test
-async def test_errors_of_a_request_carry_its_id(
-    down_services: Services, http_client: Any, base_url: str
-) -> None:
+async def test_errors_of_a_request_carry_its_id(down_services: Services, fetch: Fetch) -> None:
     with json_lines() as records:
         signed = down_services.sessions.signer.sign("campus.sid", new_session_id())
         cookie = {"Cookie": f"campus.sid={signed}", "X-Request-ID": "outage-1"}
-        response = await fetch(http_client, base_url, "/api/me", headers=cookie)
+        response = await fetch("/api/me", headers=cookie)
         assert response.code == 503
-        await fetch(http_client, base_url, "/healthz", headers={"X-Request-ID": "outage-2"})
+        await fetch("/healthz", headers={"X-Request-ID": "outage-2"})
     access = [r for r in records if r["logger"] == "campus.access"]
     expected = [("outage-1", 503), ("outage-2", 503)]
     assert [(r["request_id"], r["status"]) for r in access] == expected

@@ -8,20 +8,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, RedisServer
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import Campus, RedisServer, production_env
 
 
 @pytest.fixture
 def two_servers(
     users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
 ) -> Iterator[tuple[Campus, Campus]]:
-    env = campus_env(
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-    )
+    env = production_env(redis_server.url, users_file)
     first = Campus(env)
     try:
         second = Campus(env)

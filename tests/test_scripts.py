@@ -9,17 +9,13 @@ newcomer runs.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, installed_requirements
-from tests.test_server import campus_env
+from tests.servers import REPO, Campus, campus_env, installed_requirements
 
 
 @pytest.fixture(scope="module")
@@ -40,46 +36,18 @@ def script_env(checkout: Path) -> dict[str, str]:
     return campus_env(VENV=str(checkout / ".venv"), PYTHONPATH=installed_requirements())
 
 
-def serve(checkout: Path) -> tuple[str, int]:
+def serve(checkout: Path) -> str:
     """scripts/serve until it answers; returns what it printed while setting up."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(checkout / "scripts" / "serve"), "--port", str(port)],
-        cwd=checkout,
-        env=script_env(checkout),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    assert r.status == 200
-                    return _stop(process), port
-            except OSError:
-                assert process.poll() is None, _stop(process)
-                assert time.monotonic() < deadline, _stop(process)
-                time.sleep(0.2)
-    finally:
-        if process.poll() is None:
-            _stop(process)
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=30)
-    return out
+    serve = str(checkout / "scripts" / "serve")
+    return Campus(script_env(checkout), cwd=checkout, command=[serve], startup=300).stop()
 
 
 def test_serve_sets_up_then_serves_and_then_reuses_it(checkout: Path) -> None:
-    first, _ = serve(checkout)
+    first = serve(checkout)
     assert "creating the virtualenv" in first and "installing requirements.txt" in first
     assert (checkout / ".venv" / "bin" / "campus").exists()
     assert "memory store" in first and "Traceback" not in first
-    again, _ = serve(checkout)
+    again = serve(checkout)
     assert "creating the virtualenv" not in again and "installing" not in again
 
 

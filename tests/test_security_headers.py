@@ -7,29 +7,17 @@ fixture), so these tests also check that what ships is servable under the policy
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPResponse
 
-from tests.conftest import PASSWORD, REPO
-
-Fetch = Callable[..., Awaitable[HTTPResponse]]
+from tests.conftest import PASSWORD, Fetch
+from tests.servers import REPO
 
 SHELL_PATHS = ["/", "/login", "/account", "/deep/link", "/index.html"]
 FILE_PATHS = ["/js/main.js", "/css/campus.css", "/favicon.svg", "/robots.txt"]
-
-
-@pytest.fixture
-def fetch(http_client: Any, base_url: str) -> Fetch:
-    def do(path: str, **kwargs: Any) -> Awaitable[HTTPResponse]:
-        kwargs.setdefault("raise_error", False)
-        kwargs.setdefault("follow_redirects", False)
-        return http_client.fetch(base_url + path, **kwargs)  # type: ignore[no-any-return]
-
-    return do
 
 
 def csp(response: HTTPResponse) -> dict[str, list[str]]:

@@ -3,145 +3,34 @@
 from __future__ import annotations
 
 import json
-import os
-import resource
 import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from campus.config import DEV_SECRET
-from tests.conftest import PASSWORD, REPO, RedisServer, free_port
-
-SECRET = "s3cret-" * 8
-
-
-#: The cost of the suite's users files (tests/conftest.py CHEAP_HASHER): a server configured
-#: so never spends time upgrading their hashes, nor rewrites the files.
-CHEAP_ARGON2 = "memory_kib=8,time_cost=1,parallelism=1"
-
-
-def campus_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without its CAMPUS_* variables, plus *extra*.
-
-    With one of the suite's users files, the cost of its hashes comes along (with the
-    shipped demo file, the default cost is the file's own: nothing is rewritten either way).
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
-    if "CAMPUS_USERS_FILE" in extra:
-        env["CAMPUS_USERS_ARGON2"] = CHEAP_ARGON2
-    env.update(extra)
-    return env
-
-
-def run_campus(
-    env: dict[str, str], *args: str, timeout: float = 20
-) -> subprocess.CompletedProcess[str]:
-    """`python -m campus ARGS` to completion, as an operator's shell would run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "campus", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-class Campus:
-    """A campus server process on a free port, or on the given one (a restart)."""
-
-    def __init__(
-        self,
-        env: dict[str, str],
-        port: int | None = None,
-        *,
-        cwd: Path = REPO,
-        command: list[str] | None = None,
-        nofile: int | None = None,
-    ) -> None:
-        """``command`` (default ``python -m campus``) gets ``--port`` added; run in *cwd*.
-
-        *nofile*: the process's open-files limit (``ulimit -n``), if not inherited.
-        """
-        self.port = port or free_port()
-
-        def limit_files() -> None:
-            if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        self.process = subprocess.Popen(
-            [*(command or [sys.executable, "-m", "campus"]), "--port", str(self.port)],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=limit_files if nofile is not None else None,
-        )
-        # Drain the output as it comes: under load the log fills a pipe's 64 KiB, and a server
-        # blocked writing its log looks exactly like a server that hangs.
-        self.output: list[bytes] = []
-        self.reader = threading.Thread(target=self._read_output, daemon=True)
-        self.reader.start()
-        self.cookie = ""
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                self.request("/healthz")
-                return
-            except (urllib.error.URLError, ConnectionError):
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(self.stop()) from None
-                time.sleep(0.05)
-
-    def request(self, path: str, body: Any = None) -> tuple[int, dict[str, Any], Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Cookie": f"campus.sid={self.cookie}"} if self.cookie else {},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                status, headers, raw = response.status, response.headers, response.read()
-        except urllib.error.HTTPError as exc:
-            status, headers, raw = exc.code, exc.headers, exc.read()
-        for header in headers.get_all("Set-Cookie") or []:
-            if header.startswith("campus.sid="):
-                self.cookie = header.split(";", 1)[0].removeprefix("campus.sid=").strip('"')
-        return status, dict(headers), json.loads(raw) if raw.startswith(b"{") else raw
-
-    def _read_output(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    def stop(self, sig: int = signal.SIGTERM) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(15)
-        self.reader.join(15)
-        return b"".join(self.output).decode()
+from tests.conftest import PASSWORD
+from tests.servers import (
+    SECRET,
+    Campus,
+    RedisServer,
+    campus_env,
+    free_port,
+    production_env,
+    read_by_server,
+    run_campus,
+    wait_for,
+)
 
 
 @pytest.fixture
 def production(
     users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
 ) -> Iterator[Campus]:
-    env = campus_env(
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-    )
+    env = production_env(redis_server.url, users_file)
     server = Campus(env)
     yield server
     server.stop()
@@ -262,7 +151,7 @@ def test_sigterm_lets_a_request_in_flight_finish(production: Campus) -> None:
     ).encode()
     with socket.create_connection(("127.0.0.1", production.port), timeout=10) as sock:
         sock.sendall(head + body[:10])  # the request is in flight: half its body sent
-        time.sleep(0.3)
+        wait_for(lambda: read_by_server(sock), "the server to read the request's start")
         production.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert production.process.poll() is None  # still draining

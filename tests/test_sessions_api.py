@@ -21,9 +21,11 @@ from campus.app import make_app
 from campus.config import Config
 from campus.handlers.auth import SessionHandler
 from campus.services import Services
+from campus.session.contract import ContractClock
 from campus.session.store import MAX_LISTED, SessionRecord, new_session_id, session_ref
 from campus.session.stores.redis import RedisStore
-from tests.conftest import PASSWORD, REPO, FakeClock, make_config, make_services, session_cookie
+from tests.conftest import PASSWORD, make_config, make_services, session_cookie
+from tests.servers import REPO
 
 pytestmark = pytest.mark.gen_test
 
@@ -38,10 +40,11 @@ ANN, BOB = "ann@campus.test", "bob@campus.test"
 class SlowWrite(SessionHandler):
     """A request of a session that is still in flight when the session is ended."""
 
-    def initialize(self, release: asyncio.Event) -> None:
-        self.release = release
+    def initialize(self, release: asyncio.Event, loaded: asyncio.Event) -> None:
+        self.release, self.loaded = release, loaded
 
     async def get(self) -> None:
+        self.loaded.set()
         await self.release.wait()
         self.session["late"] = "write"
         self.write({})
@@ -58,9 +61,17 @@ def release() -> asyncio.Event:
 
 
 @pytest.fixture
-def app(services: Services, release: asyncio.Event) -> tornado.web.Application:
+def loaded() -> asyncio.Event:
+    return asyncio.Event()
+
+
+@pytest.fixture
+def app(
+    services: Services, release: asyncio.Event, loaded: asyncio.Event
+) -> tornado.web.Application:
     application = make_app(services, root=str(REPO))
-    application.add_handlers(r".*$", [(r"/test/slow", SlowWrite, {"release": release})])
+    options = {"release": release, "loaded": loaded}
+    application.add_handlers(r".*$", [(r"/test/slow", SlowWrite, options)])
     return application
 
 
@@ -111,7 +122,7 @@ def browsers(http_client: AsyncHTTPClient, base_url: str) -> Any:
 
 
 async def test_the_listing_shows_every_session_newest_first(
-    browsers: Any, clock: FakeClock, config: Config
+    browsers: Any, clock: ContractClock, config: Config
 ) -> None:
     laptop, phone, bob = browsers(FIREFOX), browsers(IPHONE), browsers()
     await laptop.login()
@@ -222,13 +233,13 @@ async def test_end_others_keeps_only_this_session(browsers: Any) -> None:
 
 
 async def test_a_request_in_flight_cannot_bring_an_ended_session_back(
-    browsers: Any, release: asyncio.Event
+    browsers: Any, release: asyncio.Event, loaded: asyncio.Event
 ) -> None:
     laptop, phone = browsers(), browsers(IPHONE)
     await laptop.login()
     await phone.login()
     in_flight = asyncio.ensure_future(phone.fetch("/test/slow"))  # loaded, will write later
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(loaded.wait(), 5)
     response = await laptop.fetch("/api/sessions/end-others", "POST", {})
     assert json.loads(response.body) == {"ended": 1}
     release.set()
@@ -344,7 +355,7 @@ class TestTopologies:
 
     @pytest.fixture
     def services(
-        self, request: pytest.FixtureRequest, topology: str, users_file: Any, clock: FakeClock
+        self, request: pytest.FixtureRequest, topology: str, users_file: Any, clock: ContractClock
     ) -> Any:
         group = request.getfixturevalue(topology)
         group.flush()
@@ -375,7 +386,7 @@ class TestTopologies:
 
 
 async def test_end_others_ends_more_than_one_listing_holds(
-    browsers: Any, services: Services, clock: FakeClock
+    browsers: Any, services: Services, clock: ContractClock
 ) -> None:
     """The listing is capped (MAX_LISTED, the newest); ending all others is not."""
     here = browsers()

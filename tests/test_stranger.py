@@ -14,8 +14,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REPO, RedisServer, installed_requirements
-from tests.test_server import SECRET, Campus, campus_env
+from tests.conftest import PASSWORD
+from tests.servers import (
+    REPO,
+    SECRET,
+    Campus,
+    RedisServer,
+    campus_env,
+    installed_requirements,
+)
 
 
 def elsewhere(tmp_path: Path, **extra: str) -> dict[str, str]:

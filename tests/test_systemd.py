@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from campus.sdnotify import notify
-from tests.conftest import REPO, free_port
-from tests.test_server import campus_env
+from tests.servers import REPO, campus_env, free_port
 
 
 class Supervisor:

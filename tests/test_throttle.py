@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -21,21 +19,14 @@ from tornado.testing import bind_unused_port
 
 from campus.app import make_app
 from campus.config import Config, LoginConfig
-from tests.conftest import (
-    PASSWORD,
-    REPO,
-    FakeClock,
-    RedisServer,
-    make_config,
-    make_services,
-    session_cookie,
-)
+from campus.session.contract import ContractClock
+from tests.conftest import PASSWORD, Fetch, make_config, make_services, session_cookie
+from tests.servers import REPO, RedisServer, redis_keys
 
 pytestmark = pytest.mark.gen_test
 
 ANN, BOB = "ann@campus.test", "bob@campus.test"
 LIMIT, WINDOW = 3, 900
-Fetch = Callable[..., Awaitable[HTTPResponse]]
 
 
 def with_login(config: Config, *, trust_proxy: bool) -> Config:
@@ -55,15 +46,6 @@ def both_stores(store_kind: str) -> None:
 def config(config: Config) -> Config:
     """A limit of 3, and trust_proxy on."""
     return with_login(config, trust_proxy=True)
-
-
-@pytest.fixture
-def fetch(http_client: Any, base_url: str) -> Fetch:
-    def do(path: str, **kwargs: Any) -> Awaitable[HTTPResponse]:
-        kwargs.setdefault("raise_error", False)
-        return http_client.fetch(base_url + path, **kwargs)  # type: ignore[no-any-return]
-
-    return do
 
 
 async def login(
@@ -119,7 +101,7 @@ async def test_too_many_failures_from_one_address_is_429(fetch: Fetch) -> None:
     assert (await login(fetch, ANN, PASSWORD, "192.0.2.1, 192.0.2.2")).code == 200
 
 
-async def test_the_window_slides(fetch: Fetch, clock: FakeClock) -> None:
+async def test_the_window_slides(fetch: Fetch, clock: ContractClock) -> None:
     await fail(fetch, ANN, 1)
     clock.advance(100)
     await fail(fetch, ANN, LIMIT - 1)
@@ -144,7 +126,9 @@ async def test_a_success_resets_the_email_but_not_the_address(fetch: Fetch) -> N
     throttled(await login(fetch, BOB, PASSWORD, address))
 
 
-async def test_a_throttled_right_password_does_not_reset(fetch: Fetch, clock: FakeClock) -> None:
+async def test_a_throttled_right_password_does_not_reset(
+    fetch: Fetch, clock: ContractClock
+) -> None:
     await fail(fetch, ANN, LIMIT)
     for _ in range(3):
         throttled(await login(fetch, ANN, PASSWORD, "10.9.9.9"))
@@ -183,7 +167,7 @@ class TestRedisAcrossProcesses:
         return with_login(make_config(users_file, "redis", redis_server.url), trust_proxy=True)
 
     async def test_counters_are_shared_by_apps_sharing_redis(
-        self, config: Config, clock: FakeClock, fetch: Fetch, redis_db: redis.Redis
+        self, config: Config, clock: ContractClock, fetch: Fetch, redis_db: redis.Redis
     ) -> None:
         """A second app on the same Redis (another process or machine) sees the same counters."""
         await fail(fetch, ANN, LIMIT)
@@ -203,6 +187,6 @@ class TestRedisAcrossProcesses:
         finally:
             server.stop()
             await other.sessions.store.close()
-        keys = [k.decode() for k in redis_db.keys("*")]
+        keys = [k.decode() for k in redis_keys(redis_db)]
         assert len(keys) == LIMIT + 1  # Ann's counter and one per address
         assert all(k.startswith("campus:login:") for k in keys)

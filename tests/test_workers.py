@@ -13,15 +13,27 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.conftest import PASSWORD, REPO, RedisServer
-from tests.test_server import SECRET, Campus, campus_env, run_campus
+from tests.conftest import PASSWORD
+from tests.servers import (
+    REPO,
+    SECRET,
+    Campus,
+    RedisServer,
+    campus_env,
+    port_of,
+    read_by_server,
+    run_campus,
+    tcp_table,
+    wait_for,
+)
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 
@@ -59,17 +71,6 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def tcp_table() -> list[list[str]]:
-    rows = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        rows += [line.split() for line in Path(table).read_text().splitlines()[1:]]
-    return rows
-
-
-def port_of(address: str) -> int:
-    return int(address.rsplit(":", 1)[1], 16)
-
-
 def listeners(pid: int, port: int) -> set[int]:
     """The parent's children with a listening socket on *port*."""
     inodes = {r[9] for r in tcp_table() if port_of(r[1]) == port and r[3] == "0A"}
@@ -88,13 +89,6 @@ def worker_of(connection: http.client.HTTPConnection, server: Campus) -> int:
     owners = [child for child in children(server.process.pid) if socket_inodes(child) & inodes]
     assert len(owners) == 1, owners
     return owners[0]
-
-
-def wait_for(what: Callable[[], bool], message: str, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while not what():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.05)
 
 
 def both_listen(server: Campus) -> set[int]:
@@ -173,7 +167,8 @@ def test_sigterm_drains_every_worker_then_the_parent_exits_zero(workers: Campus)
         assert connection.sock is not None
         connection.sock.sendall(head + body[:10])  # a request in flight on each worker
         in_flight.append((pid, connection.sock))
-    time.sleep(0.3)
+    for _, sock in in_flight:
+        wait_for(partial(read_by_server, sock), "the workers to read the requests")
     workers.process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert workers.process.poll() is None  # draining

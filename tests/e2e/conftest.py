@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
-from tests.test_server import Campus, campus_env
+from tests.servers import REPO, Campus, campus_env
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright

@@ -9,8 +9,7 @@ the old ``Clear-Site-Data`` answer wiped the cookie anyway).
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,20 +18,11 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import base_url
 from tests.e2e.test_spa import heading, sign_in
-from tests.test_server import Campus, campus_env
+from tests.servers import Campus, campus_env, wait_for
 
 
 def campus_log(campus: Campus) -> str:
-    return b"".join(campus.output).decode(errors="replace")
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return campus.log()
 
 
 @pytest.fixture(scope="module")
@@ -89,4 +79,8 @@ def test_an_image_on_another_origin_does_not_sign_out(
     expect(heading(page)).to_have_text("Welcome, Ann")
     assert page.request.get("/api/me").status == 200
     # Refused by the server, not only blocked by the browser: nobody was logged out.
-    assert eventually(lambda: campus_log(campus).count('"GET /logout" 403') > refused)
+    wait_for(
+        lambda: campus_log(campus).count('"GET /logout" 403') > refused,
+        "the refused logout's access line",
+        5,
+    )

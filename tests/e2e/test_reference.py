@@ -10,10 +10,9 @@ from playwright.sync_api import Page, expect
 
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
-from tests.conftest import free_port
 from tests.e2e.conftest import base_url
 from tests.e2e.test_spa import heading, sign_in
-from tests.test_server import SECRET, Campus, campus_env
+from tests.servers import SECRET, Campus, campus_env, free_port
 
 REFERENCE = re.compile(r"\(reference: ([0-9a-f]{16})\)")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.conftest import PASSWORD, RedisServer
+from tests.conftest import PASSWORD
 from tests.e2e.conftest import base_url
-from tests.test_server import Campus, campus_env
+from tests.servers import Campus, RedisServer, campus_env
 
 Accessible = Callable[[Page, str], None]
 

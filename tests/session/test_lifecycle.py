@@ -23,8 +23,9 @@ from campus.session import SessionManager, SessionMixin, SessionStore, StoreUnav
 from campus.session.store import SessionRecord, new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import RedisServer, free_port, session_cookie
+from tests.conftest import session_cookie
 from tests.rawhttp import build, exchange
+from tests.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test
 
@@ -170,7 +171,8 @@ class SaveThenFail(Handler):
 
 class Slow(Handler):
     async def get(self) -> None:
-        await asyncio.sleep(0.3)  # the client hangs up meanwhile
+        self.settings["running"].set()
+        await self.settings["release"].wait()  # the client hangs up meanwhile
         self.session["n"] = 1
 
 
@@ -181,6 +183,7 @@ class LongPoll(Handler):
 
     async def get(self) -> None:
         self.session["waiting"] = True
+        self.settings["running"].set()
         await self.closed.wait()
 
     def on_connection_close(self) -> None:
@@ -261,6 +264,8 @@ def app(manager: SessionManager) -> tornado.web.Application:
     return tornado.web.Application(
         ROUTES,
         session_manager=manager,
+        running=asyncio.Event(),  # set by the handlers that wait (Slow, LongPoll)
+        release=asyncio.Event(),  # what Slow waits for
         finished=asyncio.Event(),
         template_loader=tornado.template.DictLoader({"page.html": "<p>{{ n }}</p>"}),
     )
@@ -447,8 +452,10 @@ async def test_client_gone_the_change_is_stored_the_cookie_lost(
     _reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
     writer.write(build("GET", "/slow"))
     await writer.drain()
-    await asyncio.sleep(0.1)  # the handler is running
+    await asyncio.wait_for(app.settings["running"].wait(), 5)  # the handler is running
     writer.close()
+    await writer.wait_closed()
+    app.settings["release"].set()
     await asyncio.wait_for(finished.wait(), 5)
     assert store.writes == ["create"]  # the handler did its work; nobody got the cookie
 
@@ -460,7 +467,7 @@ async def test_on_connection_close_the_handler_ends_and_its_change_is_stored(
     _reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
     writer.write(build("GET", "/long-poll").replace(b"Connection: close", b"X-Keep: 1"))
     await writer.drain()
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(app.settings["running"].wait(), 5)
     writer.close()
     await asyncio.wait_for(finished.wait(), 5)
     assert store.writes == ["create"]

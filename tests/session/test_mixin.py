@@ -8,29 +8,35 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.ioloop import IOLoop
 
 from campus.config import Config
 from campus.handlers.auth import SessionHandler
 from campus.services import Services
 from campus.session import Session, StoreUnavailable
+from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, SessionStore
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import FakeClock, free_port, make_config, make_services, session_cookie
+from tests.conftest import closing_store, make_config, make_services, session_cookie
+from tests.servers import free_port
 
 pytestmark = pytest.mark.gen_test
 
 
 class SetHandler(SessionHandler):
+    """Sets k=v; with ``hold=1``, only once the test sets the app's ``release`` event."""
+
     async def get(self) -> None:
-        delay = float(self.get_argument("delay", "0"))
-        await asyncio.sleep(delay)
+        if self.get_argument("hold", ""):
+            self.settings["held"].set()  # in flight, its session loaded
+            await self.settings["release"].wait()
         self.session[self.get_argument("k")] = self.get_argument("v")
         self.write({})
 
@@ -105,7 +111,13 @@ ROUTES = [
 
 
 def application(services: Services) -> tornado.web.Application:
-    return tornado.web.Application(ROUTES, services=services, session_manager=services.sessions)
+    return tornado.web.Application(
+        ROUTES,
+        services=services,
+        session_manager=services.sessions,
+        held=asyncio.Event(),
+        release=asyncio.Event(),
+    )
 
 
 @pytest.fixture
@@ -260,10 +272,12 @@ async def test_a_nested_value_json_cannot_hold_is_a_500_not_a_hang(
 
 
 @pytest.fixture
-def dead_redis_services(config: Config, clock: FakeClock) -> Services:
+def dead_redis_services(
+    config: Config, clock: ContractClock, io_loop: IOLoop
+) -> Iterator[Services]:
     services = make_services(config, clock)
     dead = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
-    return with_store(services, dead)
+    yield from closing_store(with_store(services, dead), io_loop)
 
 
 async def test_store_down_on_save_is_503_with_no_cookie(
@@ -292,24 +306,26 @@ async def test_store_down_on_load_is_503_with_no_cookie(
 
 
 async def test_concurrent_requests_keep_each_others_writes(
-    browser: Browser, store_kind: str
+    app: tornado.web.Application, browser: Browser, store_kind: str
 ) -> None:
     await browser.get("/set?k=start&v=1")
-    await asyncio.gather(
-        browser.get("/set?k=a&v=slow&delay=0.3"),
-        browser.get("/set?k=b&v=fast"),
-    )
+    slow = asyncio.ensure_future(browser.get("/set?k=a&v=slow&hold=1"))
+    await asyncio.wait_for(app.settings["held"].wait(), 5)  # loaded before the other one ran
+    await browser.get("/set?k=b&v=fast")
+    app.settings["release"].set()  # and saved after it
+    await slow
     assert await browser.data() == {"start": "1", "a": "slow", "b": "fast"}
 
 
 async def test_a_request_in_flight_during_logout_cannot_resurrect_the_session(
-    browser: Browser, services: Services, store_kind: str
+    app: tornado.web.Application, browser: Browser, services: Services, store_kind: str
 ) -> None:
     await browser.get("/login")
     cookie = browser.cookie
-    slow = asyncio.ensure_future(browser.get("/set?k=late&v=write&delay=0.3"))
-    await asyncio.sleep(0.1)
+    slow = asyncio.ensure_future(browser.get("/set?k=late&v=write&hold=1"))
+    await asyncio.wait_for(app.settings["held"].wait(), 5)  # in flight, its session loaded
     await browser.get("/logout")
+    app.settings["release"].set()
     late = await slow
     assert session_cookie(late) is None  # no cookie for a session that no longer exists
     browser.cookie = cookie
@@ -370,7 +386,7 @@ async def test_destroy_clears_the_cookie_with_the_attributes_it_was_set_with(
 
 
 async def test_the_idle_timeout_is_enforced_by_the_server(
-    browser: Browser, clock: FakeClock
+    browser: Browser, clock: ContractClock
 ) -> None:
     await browser.get("/login")
     clock.advance(1799)
@@ -382,7 +398,7 @@ async def test_the_idle_timeout_is_enforced_by_the_server(
 
 
 async def test_the_absolute_timeout_holds_however_active_the_user(
-    browser: Browser, clock: FakeClock
+    browser: Browser, clock: ContractClock
 ) -> None:
     await browser.get("/login")
     for _ in range(28800 // 1200 - 1):
@@ -393,7 +409,7 @@ async def test_the_absolute_timeout_holds_however_active_the_user(
 
 
 async def test_the_rolling_cookie_is_resent_at_most_once_a_minute_and_never_to_strangers(
-    browser: Browser, clock: FakeClock, http_client: AsyncHTTPClient, base_url: str
+    browser: Browser, clock: ContractClock, http_client: AsyncHTTPClient, base_url: str
 ) -> None:
     await browser.get("/login")
     clock.advance(30)
@@ -407,7 +423,7 @@ async def test_the_rolling_cookie_is_resent_at_most_once_a_minute_and_never_to_s
 
 
 async def test_secret_rotation_keeps_old_cookies_until_the_old_secret_is_dropped(
-    users_file: Any, clock: FakeClock
+    users_file: Any, clock: ContractClock
 ) -> None:
     old, new = "o" * 40, "n" * 40
     store: SessionStore = MemoryStore(max_sessions=10, clock=clock)
@@ -427,7 +443,7 @@ async def test_secret_rotation_keeps_old_cookies_until_the_old_secret_is_dropped
     assert dict((await manager(new).load(value)).session) == {}
 
 
-async def test_store_errors_are_the_only_errors(clock: FakeClock) -> None:
+async def test_store_errors_are_the_only_errors(clock: ContractClock) -> None:
     store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2), clock=clock)
     with pytest.raises(StoreUnavailable):
         await store.load("x" * 43, touch=1)

@@ -6,16 +6,16 @@ Each test runs its own redis-server (never the suite's shared one), so it can ki
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import FakeClock, RedisServer, free_port
 from tests.redis_topologies import Cluster
+from tests.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test(timeout=30)  # some tests start and kill redis-servers
 
@@ -23,30 +23,13 @@ pytestmark = pytest.mark.gen_test(timeout=30)  # some tests start and kill redis
 PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
 
 
-def record(clock: FakeClock, user: str | None = None) -> SessionRecord:
+def record(clock: ContractClock, user: str | None = None) -> SessionRecord:
     data = encode_values({"user": {"email": "ann@campus.test"}})
     return SessionRecord(data, int(clock()) + 60, user)
 
 
-def kill(server: RedisServer) -> None:
-    """SIGKILL: no shutdown save, no goodbye to clients; what a crash or OOM kill looks like."""
-    assert server.process is not None
-    server.process.kill()
-    server.process.wait(10)
-    server.process = None
-
-
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """A port that accepts TCP connections (the kernel's backlog) but never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
-
-
 async def test_a_server_that_never_answers_costs_one_timeout_not_several(
-    black_hole: int, clock: FakeClock
+    black_hole: int, clock: ContractClock
 ) -> None:
     """Without a deadline per operation this took four socket timeouts (handshake + retry)."""
     store = RedisStore(connect(f"redis://127.0.0.1:{black_hole}/0", timeout=0.5), clock=clock)
@@ -65,7 +48,7 @@ async def test_a_server_that_never_answers_costs_one_timeout_not_several(
 
 
 async def test_a_pool_of_stale_connections_recovers_on_the_first_request(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ContractClock
 ) -> None:
     """Every pooled connection dies with the server; each must be replaced, none reported."""
     server = RedisServer(tmp_path, *PERSISTENT)
@@ -86,7 +69,7 @@ async def test_a_pool_of_stale_connections_recovers_on_the_first_request(
 
 
 async def test_killed_with_persistence_on_sessions_survive(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ContractClock
 ) -> None:
     server = RedisServer(tmp_path, *PERSISTENT)
     server.start()
@@ -94,7 +77,7 @@ async def test_killed_with_persistence_on_sessions_survive(
     try:
         sid = new_session_id()
         await store.create(sid, record(clock), ttl=60)
-        kill(server)
+        server.kill()
         with pytest.raises(StoreUnavailable):
             await store.load(sid, touch=60)
         server.start()
@@ -106,7 +89,7 @@ async def test_killed_with_persistence_on_sessions_survive(
 
 
 async def test_killed_without_persistence_sessions_are_gone_but_nothing_breaks(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ContractClock
 ) -> None:
     """The contrast that makes the test above mean something: the default loses them."""
     server = RedisServer(tmp_path)
@@ -115,7 +98,7 @@ async def test_killed_without_persistence_sessions_are_gone_but_nothing_breaks(
     try:
         sid = new_session_id()
         await store.create(sid, record(clock), ttl=60)
-        kill(server)
+        server.kill()
         server.start()
         assert await store.load(sid, touch=60) is None
     finally:
@@ -133,7 +116,7 @@ async def test_killed_without_persistence_sessions_are_gone_but_nothing_breaks(
     ids=["single", "sentinel", "cluster"],
 )
 async def test_nobody_listening_is_store_unavailable_in_every_topology(
-    url: str, clock: FakeClock
+    url: str, clock: ContractClock
 ) -> None:
     store = RedisStore(connect(url.format(free_port(), free_port()), timeout=0.5), clock=clock)
     loop = asyncio.get_running_loop()
@@ -165,7 +148,7 @@ def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
         cluster.stop()
 
 
-async def test_a_cluster_node_dies(own_cluster: Cluster, clock: FakeClock) -> None:
+async def test_a_cluster_node_dies(own_cluster: Cluster, clock: ContractClock) -> None:
     """Keys in its slots (and soon, with the Cluster marked down, all keys) are unavailable:
     StoreUnavailable, not a RedisClusterException (which is no RedisError) leaking out."""
     store = RedisStore(connect(own_cluster.url, timeout=0.5), clock=clock)
@@ -173,7 +156,7 @@ async def test_a_cluster_node_dies(own_cluster: Cluster, clock: FakeClock) -> No
         ids = [new_session_id() for _ in range(20)]  # 20 random slots: all three nodes
         for sid in ids:
             await store.create(sid, record(clock, user="ann@campus.test"), ttl=60)
-        kill(own_cluster.nodes[0])
+        own_cluster.nodes[0].kill()
         with pytest.raises(StoreUnavailable):
             for sid in ids:
                 await store.load(sid, touch=60)

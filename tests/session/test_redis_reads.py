@@ -4,21 +4,20 @@ own, pipelined, one deadline per read, replies never handed to the wrong read.""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable, new_session_id
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import FakeClock, RedisServer
+from tests.servers import RedisServer
 
 pytestmark = pytest.mark.gen_test(timeout=30)
 
 
-async def sessions(store: RedisStore, clock: FakeClock, count: int) -> list[str]:
+async def sessions(store: RedisStore, clock: ContractClock, count: int) -> list[str]:
     """*count* sessions whose data says which they are: {"n": "<index>"}."""
     ids = [new_session_id() for _ in range(count)]
     for i, sid in enumerate(ids):
@@ -36,12 +35,12 @@ def connections(client: redis.Redis) -> int:
 
 
 @pytest.fixture
-def store(redis_server: RedisServer, redis_db: redis.Redis, clock: FakeClock) -> RedisStore:
+def store(redis_server: RedisServer, redis_db: redis.Redis, clock: ContractClock) -> RedisStore:
     return RedisStore(connect(redis_server.url, timeout=0.5), clock=clock)
 
 
 async def test_reads_share_one_connection_however_many_run_at_once(
-    store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     ids = await sessions(store, clock, 50)
     pooled = connections(redis_db)  # what the writes left in the pool
@@ -53,7 +52,7 @@ async def test_reads_share_one_connection_however_many_run_at_once(
 
 
 async def test_a_stalled_redis_fails_every_read_in_one_timeout_then_reads_work_again(
-    store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     """CLIENT PAUSE holds GETEX (a write: it pushes the expiry) past the deadline. The
     replies that come after it must not reach the reads that follow."""
@@ -74,7 +73,7 @@ async def test_a_stalled_redis_fails_every_read_in_one_timeout_then_reads_work_a
 
 
 async def test_a_cancelled_read_does_not_shift_the_replies_of_the_others(
-    store: RedisStore, clock: FakeClock
+    store: RedisStore, clock: ContractClock
 ) -> None:
     ids = await sessions(store, clock, 3)
     await numbers(store, ids)  # the read connection is open
@@ -91,7 +90,7 @@ async def test_a_cancelled_read_does_not_shift_the_replies_of_the_others(
 
 
 async def test_a_redis_restart_between_reads_costs_no_read_an_error(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ContractClock
 ) -> None:
     """The read connection is dead after the restart; the reads sent on it go once more."""
     server = RedisServer(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
@@ -109,14 +108,17 @@ async def test_a_redis_restart_between_reads_costs_no_read_an_error(
 
 
 async def test_reads_waiting_when_the_store_closes_fail_and_so_do_later_ones(
-    store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     ids = await sessions(store, clock, 2)
     await numbers(store, ids)
     redis_db.client_pause(1000, all=False)
     try:
         waiting = asyncio.ensure_future(store.load(ids[0], touch=600))
-        await asyncio.sleep(0.05)
+        deadline = asyncio.get_running_loop().time() + 5
+        while redis_db.info("clients")["blocked_clients"] == 0:  # sent, held by the pause
+            assert asyncio.get_running_loop().time() < deadline, "the read was never sent"
+            await asyncio.sleep(0.005)
         await store.close()
         with pytest.raises(StoreUnavailable, match="closed"):
             await waiting
@@ -126,17 +128,8 @@ async def test_reads_waiting_when_the_store_closes_fail_and_so_do_later_ones(
         redis_db.client_unpause()
 
 
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """A port that accepts TCP connections (the kernel's backlog) but never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
-
-
 async def test_reads_to_a_server_that_never_answers_each_fail_in_one_timeout(
-    black_hole: int, clock: FakeClock
+    black_hole: int, clock: ContractClock
 ) -> None:
     store = RedisStore(connect(f"redis://127.0.0.1:{black_hole}/0", timeout=0.3), clock=clock)
     loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ import pytest
 from campus.session.contract import ContractClock, StoreContract
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import RedisServer
+from tests.servers import RedisServer
 
 
 class TestMemoryStore(StoreContract):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from campus.session.contract import ContractClock
 from campus.session.store import (
     MAX_LISTED,
     SessionRecord,
@@ -19,19 +20,21 @@ from campus.session.store import (
 )
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import FakeClock, RedisServer
+from tests.servers import RedisServer, redis_keys
 
 pytestmark = pytest.mark.gen_test
 
 
-def record(clock: FakeClock, user: str | None = None, lifetime: int = 3600) -> SessionRecord:
+def record(clock: ContractClock, user: str | None = None, lifetime: int = 3600) -> SessionRecord:
     return SessionRecord(encode_values({"user": {"email": user}}), int(clock()) + lifetime, user)
 
 
 # -- memory -------------------------------------------------------------------------------
 
 
-async def test_memory_store_is_bounded_and_evicts_the_least_recently_used(clock: FakeClock) -> None:
+async def test_memory_store_is_bounded_and_evicts_the_least_recently_used(
+    clock: ContractClock,
+) -> None:
     store = MemoryStore(max_sessions=100, clock=clock)
     first = new_session_id()
     await store.create(first, record(clock), ttl=60)
@@ -47,7 +50,9 @@ async def test_memory_store_is_bounded_and_evicts_the_least_recently_used(clock:
     assert await store.load(ids[50], touch=None) is not None
 
 
-async def test_memory_store_never_returns_expired_records_and_sweeps_them(clock: FakeClock) -> None:
+async def test_memory_store_never_returns_expired_records_and_sweeps_them(
+    clock: ContractClock,
+) -> None:
     store = MemoryStore(max_sessions=1000, clock=clock)
     old = [new_session_id() for _ in range(10)]
     for sid in old:
@@ -61,7 +66,7 @@ async def test_memory_store_never_returns_expired_records_and_sweeps_them(clock:
     assert len(store) == 1 and await store.load(fresh, touch=None) is not None
 
 
-async def test_memory_store_keeps_json_text_like_a_remote_store(clock: FakeClock) -> None:
+async def test_memory_store_keeps_json_text_like_a_remote_store(clock: ContractClock) -> None:
     store = MemoryStore(max_sessions=10, clock=clock)
     sid = new_session_id()
     data = {"cart": [1, 2]}
@@ -76,18 +81,20 @@ async def test_memory_store_keeps_json_text_like_a_remote_store(clock: FakeClock
 
 
 @pytest.fixture
-def redis_store(redis_server: RedisServer, redis_db: redis.Redis, clock: FakeClock) -> RedisStore:
+def redis_store(
+    redis_server: RedisServer, redis_db: redis.Redis, clock: ContractClock
+) -> RedisStore:
     return RedisStore(connect(redis_server.url, timeout=1.0), prefix="campus:", clock=clock)
 
 
 async def test_redis_keys_are_prefixed_hashes_and_no_raw_id_is_stored(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock, "ann@campus.test"), ttl=60)
     await redis_store.update(sid, encode_values({"x": 1}), [], ttl=60, user="ann@campus.test")
     expected = "campus:" + hashlib.sha256(sid.encode()).hexdigest()
-    keys = sorted(k.decode() for k in redis_db.keys("*"))
+    keys = sorted(k.decode() for k in redis_keys(redis_db))
     user_index = "campus:sessions:" + hashlib.sha256(b"ann@campus.test").hexdigest()
     assert keys == sorted([expected, user_index])
     dump = b"".join(redis_db.dump(k) or b"" for k in keys) + str(keys).encode()
@@ -95,7 +102,7 @@ async def test_redis_keys_are_prefixed_hashes_and_no_raw_id_is_stored(
 
 
 async def test_redis_ttl_is_the_idle_timeout_and_a_read_pushes_it(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock), ttl=100)
@@ -116,7 +123,7 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
 
 
 async def test_a_read_costs_exactly_one_redis_command(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock), ttl=60)
@@ -127,7 +134,7 @@ async def test_a_read_costs_exactly_one_redis_command(
 
 
 async def test_a_write_is_one_script_call(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock), ttl=60)
@@ -139,7 +146,7 @@ async def test_a_write_is_one_script_call(
     assert calls == {"get": 1, "set": 1}
 
 
-async def test_redis_store_recovers_after_a_restart(tmp_path: Path, clock: FakeClock) -> None:
+async def test_redis_store_recovers_after_a_restart(tmp_path: Path, clock: ContractClock) -> None:
     server = RedisServer(tmp_path)
     server.start()
     store = RedisStore(connect(server.url, timeout=0.5), clock=clock)
@@ -157,7 +164,7 @@ async def test_redis_store_recovers_after_a_restart(tmp_path: Path, clock: FakeC
 
 
 async def test_a_corrupt_redis_record_loads_as_none(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     sid = new_session_id()
     await redis_store.create(sid, record(clock), ttl=60)
@@ -177,7 +184,7 @@ async def test_a_corrupt_redis_record_loads_as_none(
 # -- login-attempt counters ---------------------------------------------------------------
 
 
-async def test_memory_attempt_counters_are_bounded(clock: FakeClock) -> None:
+async def test_memory_attempt_counters_are_bounded(clock: ContractClock) -> None:
     """An attacker spraying emails or addresses cannot grow the process without limit."""
     store = MemoryStore(max_sessions=1000, max_counters=50, clock=clock)
     for i in range(500):
@@ -193,7 +200,7 @@ async def test_memory_attempt_counters_are_bounded(clock: FakeClock) -> None:
     assert all(len(digest) == 32 for digest in store._attempts)
 
 
-async def test_memory_attempt_counters_expire(clock: FakeClock) -> None:
+async def test_memory_attempt_counters_expire(clock: ContractClock) -> None:
     store = MemoryStore(max_sessions=1000, clock=clock)
     for i in range(20):
         await store.reserve([f"addr:{i}"], "a", window=60, limit=5)
@@ -211,12 +218,14 @@ async def test_redis_attempt_counters_are_hashed_bounded_and_expire(
     email = "email:ann@campus.test"
     for i in range(12):
         await redis_store.reserve([email], f"attempt-{i}", window=900, limit=5)
-    (key,) = redis_db.keys("*")
+    (key,) = redis_keys(redis_db)
     assert key.decode() == "campus:login:" + hashlib.sha256(email.encode()).hexdigest()
     assert redis_store.attempt_key(email) == key.decode()
     assert redis_db.zcard(key) == 5
     assert 899_000 < redis_db.pttl(key) <= 900_000
-    assert b"ann" not in redis_db.dump(key) + key  # neither the key nor the members name her
+    dumped = redis_db.dump(key)
+    assert dumped is not None
+    assert b"ann" not in dumped + key  # neither the key nor the members name her
     assert await redis_store.reserve(["addr:1.2.3.4", email], "x", window=900, limit=5) > 0
     assert redis_db.keys("*") == [key]  # a refused reservation writes nothing
     assert await redis_store.count() == 0  # counters are not sessions
@@ -239,8 +248,8 @@ async def test_reserving_and_giving_back_are_one_redis_command_each(
         assert not {"script", "eval", "multi", "exec"} & set(calls), step
 
 
-async def test_an_unreachable_redis_raises_store_unavailable_quickly(clock: FakeClock) -> None:
-    from tests.conftest import free_port
+async def test_an_unreachable_redis_raises_store_unavailable_quickly(clock: ContractClock) -> None:
+    from tests.servers import free_port
 
     store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
     loop = asyncio.get_running_loop()
@@ -268,7 +277,7 @@ async def test_an_unreachable_redis_raises_store_unavailable_quickly(clock: Fake
 
 
 async def test_the_user_index_drops_ended_sessions(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     """20 logins and logouts used to leave 20 members and an index living 8 hours."""
     ann = "ann@campus.test"
@@ -285,7 +294,7 @@ async def test_the_user_index_drops_ended_sessions(
 
 
 async def test_the_user_index_lives_as_long_as_its_longest_session(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     ann = "ann@campus.test"
     index = redis_store.user_key(ann)
@@ -302,7 +311,7 @@ async def test_the_user_index_lives_as_long_as_its_longest_session(
 
 
 async def test_listing_and_logins_drop_sessions_that_idled_out(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     ann = "ann@campus.test"
     index = redis_store.user_key(ann)
@@ -320,7 +329,7 @@ async def test_listing_and_logins_drop_sessions_that_idled_out(
 
 
 async def test_revocation_also_reaches_sessions_in_the_old_index(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     """Indexes written before the upgrade (plain sets under "user:") are still revoked."""
     ann = "ann@campus.test"
@@ -338,7 +347,7 @@ async def test_revocation_also_reaches_sessions_in_the_old_index(
 
 
 async def test_concurrent_reads_share_a_round_trip_but_stay_one_command_each(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     ids = [new_session_id() for _ in range(20)]
     for i, sid in enumerate(ids):
@@ -351,7 +360,7 @@ async def test_concurrent_reads_share_a_round_trip_but_stay_one_command_each(
 
 
 async def test_one_bad_reply_in_a_batch_fails_only_its_own_read(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     good = new_session_id()
     await redis_store.create(good, record(clock), ttl=60)
@@ -364,8 +373,8 @@ async def test_one_bad_reply_in_a_batch_fails_only_its_own_read(
     assert isinstance(results[1], StoreUnavailable)
 
 
-async def test_a_batch_on_a_dead_connection_fails_every_read(clock: FakeClock) -> None:
-    from tests.conftest import free_port
+async def test_a_batch_on_a_dead_connection_fails_every_read(clock: ContractClock) -> None:
+    from tests.servers import free_port
 
     store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
     results = await asyncio.gather(
@@ -376,7 +385,7 @@ async def test_a_batch_on_a_dead_connection_fails_every_read(clock: FakeClock) -
 
 
 async def test_thousands_of_sessions_can_be_listed_and_ended(
-    redis_store: RedisStore, redis_db: redis.Redis, clock: FakeClock
+    redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
     """Logins are not throttled when they succeed: one account may pile up thousands of
     sessions. Listing them stays bounded (the newest MAX_LISTED); ending them all works."""
@@ -397,7 +406,9 @@ async def test_thousands_of_sessions_can_be_listed_and_ended(
     assert redis_db.keys("*") == []
 
 
-async def test_memory_user_index_follows_eviction_expiry_and_replacement(clock: FakeClock) -> None:
+async def test_memory_user_index_follows_eviction_expiry_and_replacement(
+    clock: ContractClock,
+) -> None:
     store = MemoryStore(max_sessions=5, clock=clock)
     ann = "ann@campus.test"
     sids = [new_session_id() for _ in range(8)]
@@ -413,7 +424,7 @@ async def test_memory_user_index_follows_eviction_expiry_and_replacement(clock: 
     assert await store.sessions_of(ann) == []
 
 
-async def test_memory_user_index_from_one_session_to_several_and_back(clock: FakeClock) -> None:
+async def test_memory_user_index_from_one_session_to_several_and_back(clock: ContractClock) -> None:
     """One session: the index holds its id alone (no set); a second makes it a set; back to
     one and to none, every listing and revocation sees exactly the live sessions."""
     store = MemoryStore(max_sessions=100, clock=clock)
