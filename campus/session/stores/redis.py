@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import json
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -84,6 +85,7 @@ class RedisStore:
         prefix: str = "campus:",
         clock: Clock = time.time,
         timeout: float | None = None,
+        max_concurrent: int = 64,
     ) -> None:
         self._redis = client
         self._prefix = prefix
@@ -93,6 +95,10 @@ class RedisStore:
         # (the connection handshake's replies, then the retry's), not one.
         self._timeout = timeout if timeout is not None else _socket_timeout(client)
         self._cluster = isinstance(client, RedisCluster)
+        # At most this many commands (or pipelines) on the pool at once; the others wait for
+        # a slot within their deadline. redis-py's pools refuse a connection past their size
+        # (100, per node for a Cluster) at once, which under a burst failed logouts.
+        self._slots = asyncio.Semaphore(max_concurrent)
         self._create = client.register_script(CREATE)
         self._update = client.register_script(UPDATE)
         self._index = client.register_script(INDEX)
@@ -317,10 +323,14 @@ class RedisStore:
     async def _call(self, awaitable: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self._timeout):
-                return await awaitable
+                async with self._slots:
+                    return await awaitable
         except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             # RedisClusterException is not a RedisError: e.g. no node of the Cluster answers.
             raise _unavailable(exc, self._timeout) from None
+        finally:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never started when the deadline passed waiting for a slot
 
     def attempt_key(self, key: str) -> str:
         """The Redis key of a login-attempt counter: hashed, so no email sits in Redis."""

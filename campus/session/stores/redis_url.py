@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -29,6 +29,8 @@ SINGLE_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
 SCHEMES = (*SINGLE_SCHEMES, SENTINEL_SCHEME, CLUSTER_SCHEME)
+#: Connections to one Redis server per process: writes only (reads share one, pipelined).
+POOL_SIZE = 100
 #: After "scheme://": the authority (up to "/", "?" or "#"), then the path (query dropped).
 _NETLOC_AND_PATH = re.compile(r"([^/?#]*)([^?#]*)")
 
@@ -139,7 +141,12 @@ def connect(url: str, *, timeout: float) -> Redis | RedisCluster:
         "retry": Retry(NoBackoff(), 1),
     }
     if target.kind == "single":
-        return Redis.from_url(url, health_check_interval=30, **bounded)
+        # Blocking: past POOL_SIZE connections in use, a command waits (up to the timeout)
+        # for one to come back; redis-py's default pool fails it at once.
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=timeout, health_check_interval=30, **bounded
+        )
+        return Redis.from_pool(pool)
     credentials: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.kind == "sentinel":
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
