@@ -32,16 +32,28 @@ access_log = logging.getLogger("campus.access")
 #: Longer paths are cut: a log line per request must stay a line, and a short one.
 MAX_PATH = 200
 _FORMAT = '%s "%s %s" %d %.1fms'
+#: Printable, yet escaped in a path: they would fake a field's end or an escape.
+_ESCAPED = ' "\\'
 #: POST /login answers by status, for campus_logins_total.
 _LOGIN_OUTCOMES = {200: "success", 403: "denied", 429: "throttled", 400: "bad_request"}
 _LOGIN_OUTCOMES[413] = "bad_request"
 
 
 def printable(path: str) -> str:
-    """The path with anything but printable ASCII escaped, so a request cannot forge lines."""
-    if path.isascii() and path.isprintable() and " " not in path and len(path) <= MAX_PATH:
+    """The path with anything but printable ASCII escaped, so a request cannot forge lines
+    or fields: spaces, quotes and backslashes too (a path's own "\\x0a" is "\\x5cx0a")."""
+    if (
+        path.isascii()
+        and path.isprintable()
+        and " " not in path
+        and '"' not in path
+        and "\\" not in path
+        and len(path) <= MAX_PATH
+    ):
         return path  # the usual case, without a loop over the characters
-    text = "".join(c if " " < c < "\x7f" else f"\\x{ord(c):02x}" for c in path)
+    text = "".join(
+        c if " " < c < "\x7f" and c not in _ESCAPED else f"\\x{ord(c):02x}" for c in path
+    )
     return text if len(text) <= MAX_PATH else text[: MAX_PATH - 3] + "..."
 
 

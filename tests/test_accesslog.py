@@ -97,9 +97,13 @@ async def test_an_untrusted_forwarded_for_is_ignored(
 
 
 def test_paths_cannot_forge_log_lines_or_flood_them() -> None:
-    assert printable('/a\nb"c\x1b[2J') == '/a\\x0ab"c\\x1b[2J'
+    assert printable('/a\nb"c\x1b[2J') == "/a\\x0ab\\x22c\\x1b[2J"
     assert printable("/ü ") == "/\\xfc\\x20"
     assert len(printable("/" + "a" * 5000)) == MAX_PATH
+    # A quote or a backslash would fake a field's end or an escape inside the line.
+    assert printable('/a" 200 1.0ms') == "/a\\x22\\x20200\\x201.0ms"
+    assert printable("/a\\x0a") == "/a\\x5cx0a"  # the path's own text, not a newline
+    assert printable("/plain/path?q=1") == "/plain/path?q=1"
 
 
 def test_no_session_id_password_or_secret_in_the_process_output(

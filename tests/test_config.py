@@ -663,7 +663,7 @@ def test_commands_that_sign_nothing_need_no_secret() -> None:
     ("url", "expected"),
     [
         ("redis://127.0.0.1:99999/0", "port out of range"),
-        ("redis://[::1", "invalid ipv6"),
+        ("redis://[::1", "bad ipv6 address"),
         ("redis://:tiny-secret-value@db:0/0", "bad port"),
         ("redis://db/zero", "database must be a number"),
         ("redis://db/0/1", "database number only"),

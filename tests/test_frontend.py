@@ -189,6 +189,20 @@ async def test_head_of_a_missing_file_is_404(fetch: Fetch) -> None:
     assert response.body == b""
 
 
+@pytest.mark.parametrize(
+    "path", ["/%61pi/me", "/api%2Fme", "/%61pi", "/%41PI/x", "/a%70i/sessions"]
+)
+@pytest.mark.gen_test
+async def test_an_encoded_api_path_is_a_json_404_never_the_shell(fetch: Fetch, path: str) -> None:
+    response = await fetch(path)
+    if path == "/%41PI/x":  # /APIx: not the API (paths are case-sensitive), a client route
+        assert_shell(response)
+        return
+    assert response.code == 404
+    assert json.loads(response.body) == {"errorMessage": "Not found"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.gen_test
 async def test_a_range_past_the_end_is_a_json_416(fetch: Fetch, method: str) -> None:

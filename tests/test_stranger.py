@@ -143,7 +143,7 @@ def test_production_refuses_the_demo_account(tmp_path: Path, redis_server: Redis
     [
         ("CAMPUS_SESION_SECRET", "x", "CAMPUS_SESION_SECRET: unknown setting"),
         ("CAMPUS_REDIS_URL", "redis://127.0.0.1:99999/0", "port out of range"),
-        ("CAMPUS_REDIS_URL", "redis://[::1", "invalid ipv6"),
+        ("CAMPUS_REDIS_URL", "redis://[::1", "bad IPv6 address"),
     ],
 )
 def test_a_mistake_in_the_environment_is_one_line(

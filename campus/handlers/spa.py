@@ -59,6 +59,14 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
         self.set_header(requestid.HEADER, requestid.request_id())
 
     async def get(self, path: str, include_body: bool = True) -> None:
+        if path == "api" or path.startswith("api/"):
+            # Only an encoded spelling gets here (/%61pi/me, /api%2Fme): the API's paths are
+            # never the shell, however they are written.
+            self.set_status(HTTPStatus.NOT_FOUND)
+            self.set_header("Cache-Control", "no-store")
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(json.dumps({"errorMessage": "Not found"}))
+            return
         found = resolve(self.roots, path)
         if found is None:
             if has_extension(path):

@@ -78,3 +78,23 @@ def test_clients_for_each_kind() -> None:
     cluster = connect("redis+cluster://127.0.0.1:1", timeout=0.5)
     assert isinstance(cluster, RedisCluster)
     assert cluster.get_connection_kwargs()["socket_timeout"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:Secr3tPw/x@host:6379/0",
+        "redis://:Secr3tPw?x@host:6379/0",
+        "redis+sentinel://user:Secr3tPw/x@host:26379/mymaster",
+        "redis+cluster://user:Secr3tPw/x@n1:7000",
+        "redis+sentinel://user:pw@host/master/Secr3tPw",
+        "rediss://:Secr3tPw#x@[::1:6379/0",
+    ],
+)
+def test_no_message_quotes_a_part_of_the_url(url: str) -> None:
+    # An unencoded / ? or # in a password splits the URL elsewhere: the "port" or
+    # "database" found is then the password's tail.
+    with pytest.raises(ValueError) as refused:
+        parse_redis_url(url)
+    message = str(refused.value)
+    assert "secr3tpw" not in message.lower() and "%2F" in message, message

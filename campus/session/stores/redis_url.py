@@ -29,6 +29,9 @@ SINGLE_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
 SCHEMES = (*SINGLE_SCHEMES, SENTINEL_SCHEME, CLUSTER_SCHEME)
+#: Every message ends so: a password with one of these characters splits the URL elsewhere,
+#: and no message quotes the part it found (it may be the password's tail).
+ENCODE_HINT = " (in a password, write / ? # @ : as %2F %3F %23 %40 %3A)"
 #: Connections to one Redis server per process: writes only (reads share one, pipelined).
 POOL_SIZE = 100
 #: After "scheme://": the authority (up to "/", "?" or "#"), then the path (query dropped).
@@ -88,8 +91,17 @@ def _check_single(url: str, scheme: str) -> None:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as err:  # "Port out of range 0-65535", "Invalid IPv6 URL"
-        raise ValueError(f"malformed URL ({str(err).lower()})") from None
+    except ValueError as err:  # "Port out of range 0-65535", "Invalid IPv6 URL", ...
+        # Never urllib's own words: "Port could not be cast to integer value as '...'"
+        # quotes what may be the password's tail.
+        what = (
+            "bad IPv6 address in brackets"
+            if "IPv6" in str(err)
+            else "port out of range (want 1..65535)"
+            if "out of range" in str(err)
+            else "bad port"
+        )
+        raise ValueError(f"malformed URL: {what}{ENCODE_HINT}") from None
     if scheme == "unix":
         if not parts.path:
             raise ValueError("want unix:///path/to/redis.sock")
@@ -116,7 +128,7 @@ def _node(item: str, default_port: int) -> tuple[str, int]:
     if not port_text:
         return host, default_port
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad port {port_text[:10]!r} (want 1..65535)")
+        raise ValueError(f"bad port (want 1..65535){ENCODE_HINT}")
     return host, int(port_text)
 
 
@@ -124,7 +136,7 @@ def _db(path: list[str]) -> int:
     if not path:
         return 0
     if not (path[0].isascii() and path[0].isdigit()):
-        raise ValueError(f"the database must be a number, got {path[0][:10]!r}")
+        raise ValueError(f"the database must be a number{ENCODE_HINT}")
     return int(path[0])
 
 
