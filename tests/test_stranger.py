@@ -17,11 +17,11 @@ import redis
 from tests.conftest import PASSWORD
 from tests.servers import (
     REPO,
-    SECRET,
     Campus,
     RedisServer,
     campus_env,
     installed_requirements,
+    production_env,
 )
 
 
@@ -29,6 +29,11 @@ def elsewhere(tmp_path: Path, **extra: str) -> dict[str, str]:
     """An environment for a process started outside the checkout (which is then not on the
     path, so this checkout's campus is made importable as an installed one would be)."""
     return campus_env(PYTHONPATH=str(REPO), **extra)
+
+
+def production_elsewhere(redis_url: str, users_file: Path | str, **extra: str) -> dict[str, str]:
+    """:func:`elsewhere`, in production (the suite's secret) on *redis_url* with *users_file*."""
+    return production_env(redis_url, users_file, PYTHONPATH=str(REPO), **extra)
 
 
 def copy_root(tmp_path: Path, *, config: bool) -> Path:
@@ -69,14 +74,7 @@ def test_production_from_another_directory_is_production(
     root = copy_root(tmp_path, config=with_config)
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    env = elsewhere(
-        tmp_path,
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-        CAMPUS_ROOT=str(root),
-    )
+    env = production_elsewhere(redis_server.url, users_file, CAMPUS_ROOT=str(root))
     server = Campus(env, cwd=cwd)
     try:
         assert server.request("/healthz")[2] == {"status": "ok", "store": "redis"}
@@ -99,13 +97,7 @@ def test_production_refuses_to_start_without_the_spa(
 ) -> None:
     root = tmp_path / "empty-root"
     root.mkdir()
-    env = elsewhere(
-        tmp_path,
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(users_file),
-    )
+    env = production_elsewhere(redis_server.url, users_file)
     line = one_line(run(env, "--root", str(root), cwd=tmp_path))
     assert f"{root}/dist/index.html is missing" in line
 
@@ -126,14 +118,7 @@ def test_development_without_the_spa_starts_and_warns(tmp_path: Path, users_file
 def test_production_refuses_the_demo_account(tmp_path: Path, redis_server: RedisServer) -> None:
     demo = tmp_path / "users.json"
     shutil.copy(REPO / "config" / "users.dev.json", demo)
-    env = elsewhere(
-        tmp_path,
-        CAMPUS_ENV="production",
-        CAMPUS_SESSION_SECRET=SECRET,
-        CAMPUS_REDIS_URL=redis_server.url,
-        CAMPUS_USERS_FILE=str(demo),
-        CAMPUS_ROOT=str(REPO),
-    )
+    env = production_elsewhere(redis_server.url, demo, CAMPUS_ROOT=str(REPO))
     line = one_line(run(env, cwd=tmp_path))
     assert "demo account" in line and "demo@campus.test" in line and "campus-demo" not in line
 
