@@ -59,7 +59,7 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
         self.set_header(requestid.HEADER, requestid.request_id())
 
     async def get(self, path: str, include_body: bool = True) -> None:
-        if path == "api" or path.startswith("api/"):
+        if path.startswith("api/"):
             # Only an encoded spelling gets here (/%61pi/me, /api%2Fme): the API's paths are
             # never the shell, however they are written.
             self.set_status(HTTPStatus.NOT_FOUND)
