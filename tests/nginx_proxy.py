@@ -48,8 +48,18 @@ class Site:
 _UPSTREAM = re.compile(r"(\s*server )127\.0\.0\.1:\d+(\D.*)")
 
 
-def render(text: str, site: Site) -> str:
-    """The shipped file with its EDIT lines filled in for *site*, and nothing else changed."""
+def http2_directive() -> bool:
+    """Whether this nginx wants `http2 on;` rather than `listen ... http2` (1.25.1 and later,
+    e.g. Debian 13's 1.26: the old form still works, with a warning from `nginx -t`)."""
+    printed = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", printed)
+    assert found is not None, printed
+    return tuple(int(part) for part in found.groups()) >= (1, 25, 1)
+
+
+def render(text: str, site: Site, *, http2_on: bool = False) -> str:
+    """The shipped file with its EDIT lines filled in for *site*, and nothing else changed.
+    With *http2_on*, the listen lines are edited as the file's head says for nginx 1.25.1+."""
     rules = [  # (shipped text, replacement, how many EDIT lines hold it)
         (f"server_name {SHIPPED_NAME};", f"server_name {site.server_name};", 2),
         (f"/etc/ssl/{SHIPPED_NAME}/fullchain.pem;", f"{site.certificate};", 1),
@@ -75,6 +85,9 @@ def render(text: str, site: Site) -> str:
             if old in line:
                 line = line.replace(old, new)
                 hits[number] += 1
+        if http2_on and " ssl http2" in line and not line.lstrip().startswith("#"):
+            lines.append(line.replace(" ssl http2", " ssl"))
+            line = line[: len(line) - len(line.lstrip())] + "http2 on;"
         lines.append(line)
     expected = [count for _, _, count in rules]
     assert hits == expected and upstream_lines >= 1, (

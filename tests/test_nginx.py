@@ -42,6 +42,7 @@ from tests.nginx_proxy import (
     Nginx,
     Reply,
     Site,
+    http2_directive,
     make_certificate,
     render,
 )
@@ -108,7 +109,9 @@ def stack(
             http_port=free_port(),
             upstreams=tuple(campus.port for campus in campuses),
         )
-        proxy = Nginx(directory / "prefix", render(CONF.read_text(), site))
+        proxy = Nginx(
+            directory / "prefix", render(CONF.read_text(), site, http2_on=http2_directive())
+        )
         check_output = proxy.check()
         proxy.start(site.https_port)
         yield Stack(site, proxy, campuses, env, directory, check_output, stopped)
@@ -160,6 +163,24 @@ def upstreams_of(log: list[str], marker: str) -> list[str]:
 def test_nginx_t_accepts_the_file_as_edited(stack: Stack) -> None:
     assert "syntax is ok" in stack.check_output and "test is successful" in stack.check_output
     assert "[warn]" not in stack.check_output, stack.check_output
+
+
+def test_the_http2_edit_for_newer_nginx_keeps_every_listen_line(tmp_path: Path) -> None:
+    # What the file's head says to do on nginx 1.25.1+ (Debian 13); the stack above runs it
+    # there, this checks the edit itself wherever the suite runs.
+    site = Site("localhost", tmp_path / "c.pem", tmp_path / "k.pem", 8443, 8080, (8001,))
+    old, new = render(CONF.read_text(), site), render(CONF.read_text(), site, http2_on=True)
+    listens = [line.strip() for line in old.splitlines() if line.strip().startswith("listen")]
+    assert [line for line in listens if " http2" in line] == [
+        "listen 127.0.0.1:8443 ssl http2;           # EDIT: the port, or address:port",
+        "listen 127.0.0.1:8443 ssl http2 default_server;   # EDIT: the same port (or"
+        " address:port) as above",
+    ]
+    lines = [line.strip() for line in new.splitlines()]
+    assert not [line for line in lines if line.startswith("listen") and " http2" in line]
+    for listen in ("listen 127.0.0.1:8443 ssl;", "listen 127.0.0.1:8443 ssl default_server;"):
+        after = next(i for i, line in enumerate(lines) if line.startswith(listen))
+        assert lines[after + 1] == "http2 on;"
 
 
 def test_nginx_drops_idle_connections_before_campus_does() -> None:
