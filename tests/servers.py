@@ -182,12 +182,12 @@ def production_env(redis_url: str, users_file: Path | str, **extra: str) -> dict
 
 
 def run_campus(
-    env: dict[str, str], *args: str, timeout: float = 20
+    env: dict[str, str], *args: str, timeout: float = 20, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
     """`python -m campus ARGS` to completion, as an operator's shell would run it."""
     return subprocess.run(
         [sys.executable, "-m", "campus", *args],
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -22,6 +22,7 @@ from tests.servers import (
     campus_env,
     installed_requirements,
     production_env,
+    run_campus,
 )
 
 
@@ -45,14 +46,7 @@ def copy_root(tmp_path: Path, *, config: bool) -> Path:
 
 
 def run(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "campus", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_campus(env, *args, cwd=cwd, timeout=60)
 
 
 def one_line(done: subprocess.CompletedProcess[str]) -> str:
