@@ -117,6 +117,10 @@ class JsonErrorsMixin(RequestHandler):
             self.set_header("Retry-After", str(RETRY_AFTER))
         if status_code == HTTPStatus.METHOD_NOT_ALLOWED:
             self.set_header("Allow", ", ".join(allowed_methods(type(self))))
+        self.finish_error(message)
+
+    def finish_error(self, message: str) -> None:
+        """End the response with the error body, at the status already set."""
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps({"errorMessage": message}))
 

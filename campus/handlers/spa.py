@@ -7,7 +7,6 @@ to is decided here, with every candidate's real path checked to lie inside its r
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 from http import HTTPStatus
@@ -62,10 +61,10 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
         if path.startswith("api/"):
             # Only an encoded spelling gets here (/%61pi/me, /api%2Fme): the API's paths are
             # never the shell, however they are written.
+            # Answered here, not raised: send_error() would reset the headers to the shell's.
             self.set_status(HTTPStatus.NOT_FOUND)
             self.set_header("Cache-Control", "no-store")
-            self.set_header("Content-Type", "application/json; charset=UTF-8")
-            self.finish(json.dumps({"errorMessage": "Not found"}))
+            self.finish_error("Not found")
             return
         found = resolve(self.roots, path)
         if found is None:
@@ -76,8 +75,7 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
         await super().get(relative, include_body)
         if self.get_status() == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE and not self._finished:
             # StaticFileHandler leaves a 416 empty and text/plain: ours are JSON errors too.
-            self.set_header("Content-Type", "application/json; charset=UTF-8")
-            self.finish(json.dumps({"errorMessage": "Range not satisfiable"}))
+            self.finish_error("Range not satisfiable")
 
     def compute_etag(self) -> str | None:
         # Size and mtime, like nginx: StaticFileHandler's content hash is cached for the life of
