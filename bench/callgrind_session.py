@@ -30,14 +30,13 @@ from tornado.concurrent import Future
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine, ResponseStartLine
 
 import campus
-from campus.app import make_app
+from campus.accounts.users import UserDirectory
 from campus.config import Config, UsersConfig
-from campus.server import build_sessions
-from campus.services import Services
 from campus.session import SessionMixin
 from campus.session.store import SessionRecord, new_session_id
 from campus.session.stores.memory import MemoryStore
-from campus.users import UserDirectory
+from campus.web.app import make_app
+from campus.web.services import Services, build_sessions
 
 #: The checkout whose campus is imported (PYTHONPATH may point at another one).
 ROOT = Path(campus.__file__).resolve().parent.parent

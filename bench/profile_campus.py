@@ -31,7 +31,7 @@ RATE = 250  # samples per second
 #: (area, path fragments) — a frame belongs to the first area one of whose fragments it has;
 #: a stack belongs to the area of its innermost frame that belongs to one.
 AREAS = [
-    ("access log (logging)", ("campus/accesslog.py", "logging/")),
+    ("access log (logging)", ("campus/observability/accesslog.py", "logging/")),
     ("Redis client (redis-py)", ("redis/", "hiredis")),
     ("JSON", ("json/",)),
     ("session layer (campus/session)", ("campus/session/",)),

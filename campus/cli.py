@@ -15,8 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from campus.config import ConfigError, load
-from campus.users import (
+from campus.accounts.users import (
     UsersError,
     add_user,
     normalize_email,
@@ -25,6 +24,7 @@ from campus.users import (
     remove_user,
     validate_email,
 )
+from campus.config import ConfigError, load
 
 if TYPE_CHECKING:
     from campus.config import Config
@@ -215,7 +215,7 @@ def _users(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _sessions(config: Config, args: argparse.Namespace) -> int:
-    from campus.server import build_store
+    from campus.web.services import build_store
 
     store = build_store(config)
     try:
@@ -247,7 +247,7 @@ def _run(args: argparse.Namespace) -> int:
             return asyncio.run(_sessions(config, args))
         except StoreUnavailable as err:
             raise CliError(f"session store unavailable: {err}") from None
-    from campus.server import serve
+    from campus.runtime.serve import serve
 
     code: int = serve(config)
     return code

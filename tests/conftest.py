@@ -20,14 +20,13 @@ import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.ioloop import IOLoop
 
-from campus.app import make_app
+from campus.accounts.users import UserDirectory
 from campus.config import Argon2Params, Config, RedisConfig, SessionConfig, UsersConfig
-from campus.server import build_sessions
-from campus.services import Services
 from campus.session.store import SessionRecord, SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from campus.users import UserDirectory
+from campus.web.app import make_app
+from campus.web.services import Services, build_sessions
 from tests.servers import REPO, RedisServer
 
 if TYPE_CHECKING:

@@ -16,11 +16,11 @@ import tornado.web
 from tornado.ioloop import IOLoop
 from tornado.web import decode_signed_value
 
-from campus.accesslog import MAX_PATH, printable
-from campus.app import make_app
 from campus.config import Config, ServerConfig
-from campus.services import Services
+from campus.observability.accesslog import MAX_PATH, printable
 from campus.session.contract import ContractClock
+from campus.web.app import make_app
+from campus.web.services import Services
 from tests.conftest import PASSWORD, Fetch, closing_store, make_services
 from tests.servers import REPO, SECRET, Campus, RedisServer, production_env
 
@@ -138,8 +138,8 @@ def test_the_direct_line_is_the_line_logging_would_write(
 ) -> None:
     """A running campus hands access lines to its writer without a LogRecord: the line must
     be the very one the record would have made (text and JSON alike)."""
-    from campus.accesslog import AccessRecord
-    from campus.logs import formatter
+    from campus.observability.accesslog import AccessRecord
+    from campus.observability.logs import formatter
 
     fields = {
         "method": "GET",

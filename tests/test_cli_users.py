@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from campus.users import UserDirectory
+from campus.accounts.users import UserDirectory
 
 REPO = Path(__file__).resolve().parent.parent
 #: Long enough, and on no list of common passwords.

@@ -15,7 +15,7 @@ import pytest
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from campus.config import Config, LoginConfig
-from campus.handlers.base import client_address, ip_address
+from campus.http.clients import client_address, ip_address
 from tests.test_accesslog import access_lines
 
 ADDRESS = "198.51.100.7"

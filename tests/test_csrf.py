@@ -15,9 +15,9 @@ from tornado.httpclient import HTTPResponse
 from tornado.httputil import HTTPHeaders
 
 from campus.config import Config
-from campus.handlers.origin import is_cross_origin, origin_of
-from campus.services import Services
 from campus.session.stores.memory import MemoryStore
+from campus.web.handlers.origin import is_cross_origin, origin_of
+from campus.web.services import Services
 from tests.conftest import PASSWORD, Fetch, session_cookie
 
 OWN = "http://app.test:8000"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from campus.eventloop import EventLoopError, loop_factory, loop_name, run
+from campus.runtime.eventloop import EventLoopError, loop_factory, loop_name, run
 from tests.servers import Campus, campus_env, run_campus
 
 

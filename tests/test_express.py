@@ -34,14 +34,13 @@ from tornado.ioloop import IOLoop
 from tornado.testing import bind_unused_port
 
 from campus import cli
-from campus.app import make_app
+from campus.accounts.users import UserDirectory
 from campus.config import Config, ExpressConfig, load
-from campus.express import ExpressSessions
-from campus.server import build_express, build_sessions
-from campus.services import Services
 from campus.session.contract import ContractClock
 from campus.session.stores.redis import RedisStore
-from campus.users import UserDirectory
+from campus.web.app import make_app
+from campus.web.express import ExpressSessions
+from campus.web.services import Services, build_express, build_sessions
 from tests.conftest import PASSWORD, Fetch, closing_store, make_config, make_store, session_cookie
 from tests.servers import REPO, Campus, RedisServer, production_env
 

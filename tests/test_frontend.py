@@ -17,10 +17,9 @@ import tornado.web
 from tornado.httpclient import HTTPResponse
 from tornado.tcpclient import TCPClient
 
-from campus.app import make_app
-from campus.server import build_sessions
-from campus.services import Services
 from campus.session.store import new_session_id
+from campus.web.app import make_app
+from campus.web.services import Services, build_sessions
 from tests.conftest import DownStore, Fetch, session_cookie
 
 SECRET = b"TOP-SECRET-campus-frontend-test-3f9a1c"

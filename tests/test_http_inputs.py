@@ -17,12 +17,12 @@ import pytest
 import tornado.web
 from tornado.httpclient import HTTPResponse
 
-from campus.app import make_app
-from campus.services import Services
+from campus.accounts.users import MAX_EMAIL, MAX_PASSWORD
 from campus.session import CookieSigner, StoreUnavailable
 from campus.session.store import new_session_id
 from campus.session.stores.memory import MemoryStore
-from campus.users import MAX_EMAIL, MAX_PASSWORD
+from campus.web.app import make_app
+from campus.web.services import Services
 from tests.conftest import PASSWORD, DownStore, Fetch, session_cookie
 from tests.servers import REPO
 
@@ -687,7 +687,7 @@ class TestStoreDown:
 
     @pytest.fixture
     def app(self, services: Services, config: Any, clock: Any) -> tornado.web.Application:
-        from campus.server import build_sessions
+        from campus.web.services import build_sessions
 
         sessions = build_sessions(config, DownStore(), clock=clock)
         broken = Services(config=config, sessions=sessions, users=services.users)
@@ -737,7 +737,7 @@ class TestLogoutDeleteFails:
     def app(
         self, services: Services, config: Any, clock: Any, store: FailingDeleteStore
     ) -> tornado.web.Application:
-        from campus.server import build_sessions
+        from campus.web.services import build_sessions
 
         sessions = build_sessions(config, store, clock=clock)
         flaky = Services(config=config, sessions=sessions, users=services.users)

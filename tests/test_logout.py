@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from campus.services import Services
+from campus.web.services import Services
 from tests.conftest import Fetch, session_cookie
 from tests.test_http_inputs import error_of, json_of, logged_in, me
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from campus.logs import MAX_MESSAGE, MAX_TRACEBACK, JsonFormatter, TextFormatter
-from campus.logwriter import BURST, FLUSH_DELAY, WINDOW, LogWriter
+from campus.observability.logs import MAX_MESSAGE, MAX_TRACEBACK, JsonFormatter, TextFormatter
+from campus.observability.logwriter import BURST, FLUSH_DELAY, WINDOW, LogWriter
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
 from tests.servers import SECRET, Campus, campus_env, free_port, wait_for
@@ -369,7 +369,7 @@ def test_warnings_and_uncaught_errors_are_json_lines_too() -> None:
 
     script = (
         "import threading, warnings\n"
-        "from campus.logs import configure\n"
+        "from campus.observability.logs import configure\n"
         "configure('json')\n"
         "warnings.warn('careful', RuntimeWarning)\n"
         "thread = threading.Thread(target=lambda: 1 / 0)\n"

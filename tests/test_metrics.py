@@ -16,15 +16,15 @@ import tornado.web
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.ioloop import IOLoop
 
-from campus.app import make_app
+from campus.accounts.users import UserDirectory
 from campus.config import Config, MetricsConfig, ServerConfig
-from campus.metrics import REQUEST_BUCKETS, Metrics, TimedStore, timed_store, unwrap
-from campus.server import _sweeper, build_sessions
-from campus.services import Services
+from campus.observability.metrics import REQUEST_BUCKETS, Metrics, TimedStore, timed_store, unwrap
+from campus.runtime.serve import _sweeper
 from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
-from campus.users import UserDirectory
+from campus.web.app import make_app
+from campus.web.services import Services, build_sessions
 from tests.conftest import PASSWORD, DownStore, Fetch, closing_store, make_store
 from tests.servers import REPO
 
@@ -256,7 +256,7 @@ def test_several_processes_share_their_counts() -> None:
     script = textwrap.dedent(
         """
         import os, sys
-        from campus.metrics import Metrics, share_between_processes
+        from campus.observability.metrics import Metrics, share_between_processes
         directory = share_between_processes()
         print(directory)
         children = []

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from campus.settings import ServerConfig
+from campus.config.schema import ServerConfig
 from tests.conftest import PASSWORD, USERS
 from tests.nginx_proxy import (
     CONF,

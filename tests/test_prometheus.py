@@ -176,7 +176,7 @@ def test_the_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
 def test_the_dashboard_only_names_metrics_campus_exports() -> None:
     import re
 
-    from campus.metrics import Metrics
+    from campus.observability.metrics import Metrics
 
     text = Metrics().exposition(None)[0].decode()
     exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}

@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
-from campus.app import make_app
 from campus.config import LoginConfig
-from campus.server import MAX_BODY_SIZE
-from campus.services import Services
+from campus.runtime.serve import MAX_BODY_SIZE
 from campus.session.stores.memory import MemoryStore
+from campus.web.app import make_app
+from campus.web.services import Services
 from tests.conftest import PASSWORD, make_config, make_services
 from tests.rawhttp import SECRET, Response, build, exchange, plant_site
 

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import tornado.web
 
-from campus.app import make_app
-from campus.logs import JsonFormatter
-from campus.logwriter import LogWriter
-from campus.requestid import request_id_for
-from campus.services import Services
+from campus.observability.logs import JsonFormatter
+from campus.observability.logwriter import LogWriter
+from campus.observability.requestid import request_id_for
 from campus.session.contract import ContractClock
 from campus.session.store import new_session_id
+from campus.web.app import make_app
+from campus.web.services import Services
 from tests.conftest import DownStore, Fetch, make_services
 from tests.rawhttp import build, exchange
 from tests.servers import REPO

@@ -17,13 +17,13 @@ import redis
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from campus.app import make_app
 from campus.config import Config
-from campus.handlers.auth import SessionHandler
-from campus.services import Services
 from campus.session.contract import ContractClock
 from campus.session.store import MAX_LISTED, SessionRecord, new_session_id, session_ref
 from campus.session.stores.redis import RedisStore
+from campus.web.app import make_app
+from campus.web.handlers.auth import SessionHandler
+from campus.web.services import Services
 from tests.conftest import PASSWORD, make_config, make_services, session_cookie
 from tests.servers import REPO
 

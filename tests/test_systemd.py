@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from campus.sdnotify import notify
+from campus.runtime.sdnotify import notify
 from tests.servers import REPO, campus_env, free_port
 
 

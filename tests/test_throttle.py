@@ -17,9 +17,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
-from campus.app import make_app
 from campus.config import Config, LoginConfig
 from campus.session.contract import ContractClock
+from campus.web.app import make_app
 from tests.conftest import PASSWORD, Fetch, make_config, make_services, session_cookie
 from tests.servers import REPO, RedisServer, redis_keys
 

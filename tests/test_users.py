@@ -16,7 +16,7 @@ import argon2
 import argon2.profiles
 import pytest
 
-from campus.users import (
+from campus.accounts.users import (
     UserDirectory,
     UsersError,
     add_user,

@@ -1,5 +1,5 @@
 """`[server] processes = 2`: two real worker processes on one port and the suite's Redis,
-their parent supervising them (campus/workers.py). Which worker serves a connection is read
+their parent supervising them (campus/runtime/workers.py). Which worker serves a connection is read
 from the kernel: the process holding the server side of that TCP connection."""
 
 from __future__ import annotations

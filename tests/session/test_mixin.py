@@ -17,13 +17,13 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.ioloop import IOLoop
 
 from campus.config import Config
-from campus.handlers.auth import SessionHandler
-from campus.services import Services
 from campus.session import Session, StoreUnavailable
 from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, SessionStore
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
+from campus.web.handlers.auth import SessionHandler
+from campus.web.services import Services
 from tests.conftest import closing_store, make_config, make_services, session_cookie
 from tests.servers import free_port
 

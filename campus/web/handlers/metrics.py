@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
-from campus.handlers.base import ApiError, BaseHandler
+from campus.web.handlers.base import ApiError, BaseHandler
 
 _FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 

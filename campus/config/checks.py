@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from campus.config.schema import DEV_SECRET, MIN_SECRET_LENGTH, ConfigError, Setting, Source
 from campus.session.stores.redis_url import SCHEMES as REDIS_SCHEMES
 from campus.session.stores.redis_url import parse_redis_url
-from campus.settings import DEV_SECRET, MIN_SECRET_LENGTH, ConfigError, Setting, Source
 
 Values = dict[str, dict[str, Setting]]  # section -> key -> value and where it came from
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 from http import HTTPStatus
 from typing import Any
 
-from tornado.httputil import HTTPServerRequest
 from tornado.log import gen_log
 from tornado.web import HTTPError, RequestHandler
 
-from campus import requestid
-from campus.handlers.origin import is_cross_origin, origin_of
-from campus.handlers.security import COMMON_HEADERS, set_headers
-from campus.services import Services
+from campus.http.clients import client_address
+from campus.observability import requestid
+from campus.web.handlers.origin import is_cross_origin, origin_of
+from campus.web.handlers.security import COMMON_HEADERS, set_headers
+from campus.web.services import Services
 
 #: Messages for statuses raised without one of our own (Tornado's 404/405, our 503s, ...).
 _DEFAULT_MESSAGES = {
@@ -25,8 +23,6 @@ _DEFAULT_MESSAGES = {
 
 #: Seconds a client should wait before retrying after a 503.
 RETRY_AFTER = 1
-
-_PORT = re.compile(r":[0-9]{1,5}")
 
 
 def _default_message(status_code: int) -> str:
@@ -49,51 +45,6 @@ def allowed_methods(handler: type[RequestHandler]) -> list[str]:
     ]
     also: tuple[str, ...] = getattr(handler, "also_allowed", ())
     return sorted({*methods, *also})
-
-
-def client_address(request: HTTPServerRequest, *, trust_proxy: bool) -> str:
-    """The client's address; behind a trusted proxy, the one it appended last.
-
-    One spelling per address (it keys the login throttle): a hop that is not an address
-    falls back to the peer, so junk cannot mint new keys.
-    """
-    peer = request.remote_ip or ""
-    if trust_proxy:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        hop = ip_address(forwarded.rsplit(",", 1)[-1])
-        if hop is not None:
-            return hop
-    return ip_address(peer) or peer
-
-
-def ip_address(text: str) -> str | None:
-    """*text* as an IP address in its one normal form, or None if it is not one.
-
-    Takes what proxies write: ``198.51.100.7``, ``198.51.100.7:1234``, ``2001:db8::1``,
-    ``[2001:db8::1]`` and ``[2001:db8::1]:1234``; an IPv4-mapped IPv6 address is the IPv4
-    one, a zone (``%eth0``) is dropped. ``198.051.100.7`` is refused: is 051 octal?
-    """
-    text = text.strip()
-    if text.startswith("["):
-        text, bracket, port = text[1:].partition("]")
-        if not bracket or (port and not _is_port(port)):
-            return None
-    elif text.count(":") == 1:
-        text, port = text.split(":")
-        if not _is_port(":" + port):
-            return None
-    try:
-        address = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
-def _is_port(text: str) -> bool:
-    """``:`` and a TCP port number, in ASCII digits."""
-    return _PORT.fullmatch(text) is not None and 0 < int(text[1:]) < 65536
 
 
 class ApiError(HTTPError):

@@ -23,7 +23,7 @@ floods the log. :class:`BoundedServer` closes each of these:
 - a request Tornado cannot parse gets its 400 as the JSON error every answer has, not a bare
   status line.
 
-Each request goes through :mod:`campus.exchange`: oversized headers, early answers and the
+Each request goes through :mod:`campus.http.exchange`: oversized headers, early answers and the
 ``Server`` header are handled there.
 """
 
@@ -48,7 +48,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 
-from campus.exchange import ConnectionState, Exchange, Waiting, Watch, json_error
+from campus.http.exchange import ConnectionState, Exchange, Waiting, Watch, json_error
 
 log = logging.getLogger("campus.connections")
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from tornado.netutil import bind_sockets
 
 from campus.config import Config
-from campus.sdnotify import notify
+from campus.runtime.sdnotify import notify
 
 log = logging.getLogger("campus")
 

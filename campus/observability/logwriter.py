@@ -128,7 +128,7 @@ class LogWriter(logging.Handler):
             self.handleError(record)
 
     def access(self, level: int, request_id: str | None, fields: dict[str, Any]) -> None:
-        """An access line without a LogRecord (campus.accesslog's fast path, see
+        """An access line without a LogRecord (campus.observability.accesslog's fast path, see
         :func:`sole_writer`): the same line ``emit`` would write, never summarised."""
         line = self.formatter.access(level, time.time(), request_id, fields)  # type: ignore[union-attr]
         with self.lock:  # type: ignore[union-attr]

@@ -29,9 +29,9 @@ import email_validator
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error, InvalidHashError, VerificationError
 
-from campus.passwords import MAX_PASSWORD as MAX_PASSWORD
-from campus.passwords import PasswordRejected, check_password
-from campus.settings import Argon2Params
+from campus.accounts.passwords import MAX_PASSWORD as MAX_PASSWORD
+from campus.accounts.passwords import PasswordRejected, check_password
+from campus.config.schema import Argon2Params
 
 MAX_EMAIL = 254
 NEW_FILE_MODE = 0o600
@@ -360,7 +360,7 @@ def add_user(
 ) -> dict[str, Any]:
     """Append a user with an Argon2id hash; returns the public record.
 
-    The password must pass the policy (campus.passwords); the error names the rule.
+    The password must pass the policy (campus.accounts.passwords); the error names the rule.
     """
     normal = validate_email(email)
     try:

@@ -25,9 +25,9 @@ import secrets
 from dataclasses import dataclass
 from typing import cast
 
+from campus.accounts.users import normalize_email
 from campus.config import LoginConfig
 from campus.session.store import AttemptCounters
-from campus.users import normalize_email
 
 
 class Throttled(Exception):

@@ -1,8 +1,8 @@
 """How log lines look: text (the default) or one JSON object per line, for every logger.
 
 Every record that reaches the root logger — ours, Tornado's, asyncio's, redis-py's — goes
-through one :class:`~campus.logwriter.LogWriter` with one of the formatters below, so the
-rules hold whoever logs:
+through one :class:`~campus.observability.logwriter.LogWriter` with one of the formatters
+below, so the rules hold whoever logs:
 
 - A line is at most ``MAX_MESSAGE`` characters of message plus ``MAX_TRACEBACK`` of
   traceback, whatever a client sent (Tornado once logged 60,145 characters of a request).
@@ -27,7 +27,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from campus import requestid
+from campus.observability import requestid
 
 #: An access line's fields: method, path, status, duration_ms, client (in that order).
 Access = dict[str, Any]
@@ -104,7 +104,7 @@ class _Base(logging.Formatter):
     def access(self, level: int, created: float, request_id: str | None, fields: Access) -> str:
         """The access line *format* would make of an access record, made without one.
 
-        Its values are already short and escaped (campus.accesslog): nothing to cut.
+        Its values are already short and escaped (campus.observability.accesslog): nothing to cut.
         """
         raise NotImplementedError
 
@@ -215,7 +215,7 @@ def configure(kind: str = "text", *, level: int = logging.INFO) -> logging.Handl
     Replaces a writer installed before (tests configure more than once), and nothing else:
     handlers others added to the root logger (pytest's, for one) stay.
     """
-    from campus.logwriter import LogWriter
+    from campus.observability.logwriter import LogWriter
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, LogWriter)]:

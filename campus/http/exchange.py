@@ -24,7 +24,7 @@ from tornado import httputil
 from tornado.concurrent import Future
 from tornado.iostream import IOStream
 
-from campus.requestid import HEADER, new_request_id, request_id_for
+from campus.observability.requestid import HEADER, new_request_id, request_id_for
 
 #: Request line and headers together; a request with more is answered 431.
 MAX_HEADER_SIZE = 32 * 1024

@@ -10,14 +10,14 @@ from typing import Any
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, stream_request_body
 
-from campus.exchange import declared_over
-from campus.handlers.base import ApiError, BaseHandler
-from campus.metrics import count_sessions_destroyed
+from campus.accounts.signin import SIGN_IN, sign_in_record
+from campus.accounts.throttle import LoginThrottle, Throttled
+from campus.accounts.users import MAX_EMAIL, MAX_PASSWORD
+from campus.http.exchange import declared_over
+from campus.observability.metrics import count_sessions_destroyed
 from campus.session import SessionMixin, StoreUnavailable
 from campus.session.cookie import cookie_from_headers
-from campus.signin import SIGN_IN, sign_in_record
-from campus.throttle import LoginThrottle, Throttled
-from campus.users import MAX_EMAIL, MAX_PASSWORD
+from campus.web.handlers.base import ApiError, BaseHandler
 
 MAX_BODY = 64 * 1024
 
@@ -95,6 +95,20 @@ class LoginHandler(SessionHandler):
     also_allowed = ("GET", "HEAD")  # GET /login is the SPA's sign-in page (app.MethodPath)
     _body: bytearray
     _too_large = False
+    _foreign = False  # refused as another origin's POST: no password was checked
+
+    def check_xsrf_cookie(self) -> None:
+        try:
+            super().check_xsrf_cookie()
+        except ApiError:
+            self._foreign = True
+            raise
+
+    def on_finish(self) -> None:
+        """Count this answer in ``campus_logins_total`` by its outcome."""
+        metrics = self.services.metrics
+        if metrics is not None and self.request.method == "POST":
+            metrics.logins.labels(login_outcome(self.get_status(), foreign=self._foreign)).inc()
 
     async def prepare(self) -> None:
         self._body = bytearray()
@@ -139,6 +153,24 @@ class LoginHandler(SessionHandler):
         except StoreUnavailable as exc:
             raise HTTPError(503, "session store unavailable: %s", exc) from None
         return user
+
+
+#: POST /login answers by status, for campus_logins_total.
+_OUTCOMES = {
+    200: "success",
+    403: "denied",
+    429: "throttled",
+    400: "bad_request",
+    413: "bad_request",
+}
+
+
+def login_outcome(status: int, *, foreign: bool) -> str:
+    if status >= 500:
+        return "error"
+    if foreign:
+        return "refused"  # a page on another origin posted it: not a password check
+    return _OUTCOMES.get(status, "bad_request")
 
 
 def _credentials(body: bytes) -> tuple[str, str]:

@@ -23,11 +23,8 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from campus.config_checks import Values, check, show_value
-from campus.session.stores.redis_url import SCHEMES
-from campus.settings import (  # re-exported: campus.config is where callers look
-    DEV_SECRET,
-    MIN_SECRET_LENGTH,
+from campus.config.checks import Values, check, show_value
+from campus.config.schema import (
     PRODUCTION_DEFAULTS,
     Argon2Params,
     Config,
@@ -43,28 +40,6 @@ from campus.settings import (  # re-exported: campus.config is where callers loo
     Source,
     UsersConfig,
 )
-
-__all__ = [
-    "DEV_SECRET",
-    "MIN_SECRET_LENGTH",
-    "REDIS_SCHEMES",
-    "Argon2Params",
-    "Config",
-    "ConfigError",
-    "ExpressConfig",
-    "LogConfig",
-    "LoginConfig",
-    "MetricsConfig",
-    "RedisConfig",
-    "ServerConfig",
-    "SessionConfig",
-    "UsersConfig",
-    "known_variables",
-    "load",
-]
-
-REDIS_SCHEMES = SCHEMES  # redis, rediss, unix, redis+sentinel, redis+cluster
-
 
 _SECTIONS: Mapping[str, type[Any]] = {
     "server": ServerConfig,

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import PathMatches, Rule
 
-from campus.accesslog import RequestLog
-from campus.handlers.auth import LoginHandler, LogoutHandler, MeHandler
-from campus.handlers.base import NotFoundHandler
-from campus.handlers.health import HealthHandler
-from campus.handlers.metrics import MetricsHandler
-from campus.handlers.sessions import EndOthersHandler, SessionHandleHandler, SessionsHandler
-from campus.handlers.spa import FrontendHandler
-from campus.requestid import Application
-from campus.services import Services
+from campus.http.clients import client_address
+from campus.observability.accesslog import RequestLog
+from campus.observability.requestid import Application
+from campus.web.handlers.auth import LoginHandler, LogoutHandler, MeHandler
+from campus.web.handlers.base import NotFoundHandler
+from campus.web.handlers.health import HealthHandler
+from campus.web.handlers.metrics import MetricsHandler
+from campus.web.handlers.sessions import EndOthersHandler, SessionHandleHandler, SessionsHandler
+from campus.web.handlers.spa import FrontendHandler
+from campus.web.services import Services
 
 
 class MethodPath(PathMatches):
@@ -63,6 +65,7 @@ def make_app(
             trust_proxy=config.server.trust_proxy,
             metrics=services.metrics,
             routes=route_labels(rules),
+            client=partial(client_address, trust_proxy=True),
         ),
     )
     return Application(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from campus.handlers.base import BaseHandler
 from campus.session import StoreUnavailable
+from campus.web.handlers.base import BaseHandler
 
 
 class HealthHandler(BaseHandler):

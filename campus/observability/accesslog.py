@@ -6,10 +6,10 @@ the duration, the client address (the proxy's X-Forwarded-For hop only when trus
 request id. Cookies, headers and bodies are never logged, so no session id, password or
 secret can be.
 
-The line is cheap: when the buffered writer (:mod:`campus.logwriter`, many lines per system
-call) is the only one listening, as it is in a running campus, the line is formatted straight
-from its fields and handed to it, with no LogRecord; otherwise a record is built directly
-(no caller lookup) and goes through logging as usual.
+The line is cheap: when the buffered writer (:mod:`~campus.observability.logwriter`, many
+lines per system call) is the only one listening, as it is in a running campus, the line is
+formatted straight from its fields and handed to it, with no LogRecord; otherwise a record
+is built directly (no caller lookup) and goes through logging as usual.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from tornado.httputil import HTTPServerRequest
 from tornado.web import RequestHandler
 
-from campus import requestid
-from campus.handlers.base import ApiError, client_address
-from campus.logwriter import sole_writer
-from campus.metrics import Metrics
+from campus.observability import requestid
+from campus.observability.logwriter import sole_writer
+from campus.observability.metrics import Metrics
 
 access_log = logging.getLogger("campus.access")
 
@@ -34,9 +34,6 @@ MAX_PATH = 200
 _FORMAT = '%s "%s %s" %d %.1fms'
 #: Printable, yet escaped in a path: they would fake a field's end or an escape.
 _ESCAPED = ' "\\'
-#: POST /login answers by status, for campus_logins_total.
-_LOGIN_OUTCOMES = {200: "success", 403: "denied", 429: "throttled", 400: "bad_request"}
-_LOGIN_OUTCOMES[413] = "bad_request"
 
 
 def printable(path: str) -> str:
@@ -67,9 +64,12 @@ class RequestLog:
         trust_proxy: bool = False,
         metrics: Metrics | None = None,
         routes: Mapping[type[RequestHandler], str] | None = None,
+        client: Callable[[HTTPServerRequest], str] | None = None,
     ) -> None:
         self.access = access
         self.trust_proxy = trust_proxy
+        #: The client's address behind a trusted proxy (the web layer knows how to read it).
+        self.client = client
         self.metrics = metrics
         self.routes = dict(routes or {})
 
@@ -80,15 +80,13 @@ class RequestLog:
         if self.metrics is not None:
             route = self.routes.get(type(handler), "other")
             self.metrics.request(route, method, status, seconds)
-            if route == "/login" and method == "POST":
-                self.metrics.logins.labels(_login_outcome(handler, status)).inc()
         if not self.access:
             return
         level = logging.INFO if status < 500 else logging.WARNING
         if not access_log.isEnabledFor(level):
             return
-        if self.trust_proxy:  # a header's text: escape it
-            client = printable(client_address(request, trust_proxy=True))
+        if self.trust_proxy and self.client is not None:  # a header's text: escape it
+            client = printable(self.client(request))
         else:  # the peer's address, as the socket gave it
             client = request.remote_ip or ""
         path = printable(request.path)
@@ -148,19 +146,3 @@ _CONSTANT_FIELDS: dict[str, Any] = {
     "process": None,
     "taskName": None,
 }
-
-
-def _login_outcome(handler: RequestHandler, status: int) -> str:
-    if status >= 500:
-        return "error"
-    if status == 403 and _cross_origin(handler):
-        return "refused"  # a page on another origin posted it: not a password check
-    return _LOGIN_OUTCOMES.get(status, "bad_request")
-
-
-def _cross_origin(handler: RequestHandler) -> bool:
-    try:
-        handler.check_xsrf_cookie()  # ours is pure: it compares Origin/Referer, raises if foreign
-    except ApiError:
-        return True
-    return False

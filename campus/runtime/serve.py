@@ -1,45 +1,37 @@
 """Build the services, listen, and shut down gracefully.
 
 The one place that does I/O at startup: reading the users file, connecting the store,
-binding the socket. Everything it builds is handed to :func:`campus.app.make_app`.
+binding the socket. Everything it builds is handed to :func:`campus.web.app.make_app`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
-import threading
-import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable
 
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from campus.app import make_app
+from campus.accounts.signin import warm_up as warm_up_agents
+from campus.accounts.users import UsersError
 from campus.config import Config
-from campus.connections import BoundedServer, Limits
-from campus.eventloop import EventLoopError, loop_factory, loop_name, run
-from campus.express import ExpressSessions
-from campus.inflight import InFlight
-from campus.logs import configure as configure_logging
-from campus.logwriter import batched_logs
-from campus.metrics import Metrics, share_between_processes, timed_store, unwrap
-from campus.sdnotify import notify
-from campus.services import Services
-from campus.session import CookiePolicy, SessionManager
-from campus.session.store import Clock, SessionStore, StoreUnavailable
+from campus.http.connections import BoundedServer, Limits
+from campus.http.inflight import InFlight
+from campus.observability.logs import configure as configure_logging
+from campus.observability.logwriter import batched_logs
+from campus.observability.metrics import Metrics, share_between_processes, unwrap
+from campus.runtime.eventloop import EventLoopError, loop_factory, loop_name, run
+from campus.runtime.sdnotify import notify
+from campus.runtime.workers import supervise
+from campus.session.store import SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
-from campus.session.stores.redis import RedisStore, connect
-from campus.signin import warm_up as warm_up_agents
-from campus.users import UserDirectory, UsersError, normalize_email, password_hasher
-from campus.workers import supervise
+from campus.web.app import make_app
+from campus.web.services import Services, build_services
 
 log = logging.getLogger("campus")
 
@@ -48,98 +40,6 @@ MAX_BODY_SIZE = 1024 * 1024
 #: How long in-flight requests get to finish after SIGTERM/SIGINT.
 SHUTDOWN_GRACE = 10.0
 SWEEP_INTERVAL_MS = 60_000
-
-
-def build_store(config: Config, *, clock: Clock = time.time) -> SessionStore:
-    """The configured store. No I/O: Redis connects on first use."""
-    if config.session.store == "redis":
-        client = connect(config.redis.url, timeout=config.redis.timeout)
-        return RedisStore(client, prefix=config.redis.prefix, clock=clock)
-    return MemoryStore(max_sessions=config.session.max_sessions, clock=clock)
-
-
-def session_user(data: Mapping[str, Any]) -> str | None:
-    """Whose session this is, for "log out everywhere": the logged-in user's email."""
-    user = data.get("user")
-    email = user.get("email") if isinstance(user, dict) else None
-    return normalize_email(email) if isinstance(email, str) else None
-
-
-def build_sessions(
-    config: Config, store: SessionStore, *, clock: Clock = time.time
-) -> SessionManager:
-    session = config.session
-    cookie = CookiePolicy(
-        name=session.cookie_name,
-        domain=session.domain,
-        same_site=session.same_site,
-        secure=None if session.secure == "auto" else session.secure,
-    )
-    return SessionManager(
-        store,
-        secrets=session.secret,
-        idle_timeout=session.idle_timeout,
-        absolute_timeout=session.absolute_timeout,
-        rolling=session.rolling,
-        save_uninitialized=session.save_uninitialized,
-        cookie=cookie,
-        user_of=session_user,
-        clock=clock,
-    )
-
-
-def build_express(
-    config: Config, store: SessionStore, *, clock: Clock = time.time
-) -> ExpressSessions | None:
-    """The Express cut-over, on while [express] secrets is set; it shares the store's Redis."""
-    express = config.express
-    if not express.secrets:
-        return None
-    if not isinstance(store, RedisStore):  # config.load refuses this combination already
-        raise ValueError("the Express cut-over needs the Redis store")
-    return ExpressSessions(
-        store.client,
-        secrets=express.secrets,
-        prefix=express.prefix,
-        cookie_name=express.cookie_name,
-        clock=clock,
-    )
-
-
-#: The nice value of the Argon2 threads: the event loop wins the CPU whenever it wants it.
-HASHING_NICENESS = 19
-
-
-def _yield_to_the_event_loop() -> None:
-    """Lower this thread's CPU priority (Linux schedules threads, so nice is per thread).
-
-    Each hash is ~100 ms of CPU; at equal priority a burst of logins shares the core with the
-    event loop and every reader waits. Niced, logins take the CPU the readers leave over.
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: no harm
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
-
-
-def build_services(config: Config, *, clock: Clock = time.time) -> Services:
-    """Everything handlers need. Raises UsersError for a broken users file."""
-    # Argon2 releases the GIL: one thread per core keeps logins off the event loop.
-    executor = ThreadPoolExecutor(
-        max_workers=os.cpu_count() or 2,
-        thread_name_prefix="argon2",
-        initializer=_yield_to_the_event_loop,
-    )
-    users = UserDirectory.load(
-        config.users.file, executor=executor, hasher=password_hasher(config.users.argon2)
-    )
-    store = build_store(config, clock=clock)
-    metrics = Metrics() if config.metrics.enabled else None
-    return Services(
-        config=config,
-        sessions=build_sessions(config, timed_store(store, metrics), clock=clock),
-        users=users,
-        express=build_express(config, store, clock=clock),
-        metrics=metrics,
-    )
 
 
 async def _check_store(store: SessionStore, timeout: float) -> None:
@@ -206,7 +106,7 @@ def serve(config: Config) -> int:
     except (UsersError, StartupError, EventLoopError) as exc:
         print(f"campus: {exc}", file=sys.stderr)
         return 1
-    if workers:  # forked from here: see campus/workers.py
+    if workers:  # forked from here: see campus/runtime/workers.py
         warm_up_agents()  # once, before forking: every worker inherits the parser ready
         return supervise(
             config,
@@ -238,7 +138,7 @@ async def _serve(
     sockets: list[socket.socket] | None = None,
     ready: Callable[[], None] | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT. A worker (campus/workers.py) gets its sockets bound, and
+    """Serve until SIGTERM/SIGINT. A worker (campus/runtime/workers.py) gets its sockets bound, and
     says *ready* to its parent where a lone process tells systemd."""
     config, store = services.config, unwrap(services.sessions.store)
     if config.production and store.name == "memory":

@@ -1,6 +1,6 @@
 """The configuration's shape: frozen dataclasses whose fields are the keys and defaults.
 
-Kept apart from the loading (campus/config.py) so that anything needing only the types —
+Kept apart from the loading (campus/config/loader.py) so that anything needing only the types —
 handlers, services, tests — reads 120 lines, not the parser.
 """
 

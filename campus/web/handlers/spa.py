@@ -13,9 +13,9 @@ from http import HTTPStatus
 
 from tornado.web import HTTPError, StaticFileHandler
 
-from campus import requestid
-from campus.handlers.base import JsonErrorsMixin
-from campus.handlers.security import FRONTEND_HEADERS, set_headers
+from campus.observability import requestid
+from campus.web.handlers.base import JsonErrorsMixin
+from campus.web.handlers.security import FRONTEND_HEADERS, set_headers
 
 SHELL = "index.html"
 

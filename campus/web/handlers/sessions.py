@@ -1,9 +1,9 @@
 """GET /api/sessions, DELETE /api/sessions/<handle>, POST /api/sessions/end-others.
 
 "Your sessions": where the signed-in user is signed in, and a way to end any of it. The facts
-come from the sign-in record written once at login (campus.signin) and from the store's idle
-deadline (pushed by every request anyway), so nothing is written per request to track
-activity. Ending a session deletes its record, the same path as logout: a request of that
+come from the sign-in record written once at login (campus.accounts.signin) and from the
+store's idle deadline (pushed by every request anyway), so nothing is written per request to
+track activity. Ending a session deletes its record, the same path as logout: a request of that
 session still in flight cannot write it back. A handle that is not one of this user's live
 sessions is 404 — never 403 — so handles of other users cannot be probed.
 """
@@ -16,14 +16,14 @@ from typing import Any, cast
 
 from tornado.web import HTTPError
 
-from campus.handlers.auth import SessionHandler
-from campus.handlers.base import ApiError
-from campus.metrics import count_sessions_destroyed
+from campus.accounts.signin import SIGN_IN
+from campus.accounts.users import normalize_email
+from campus.observability.metrics import count_sessions_destroyed
 from campus.session import StoreUnavailable
 from campus.session.handles import SessionHandles
 from campus.session.store import LiveSession, UserSessions, session_ref
-from campus.signin import SIGN_IN
-from campus.users import normalize_email
+from campus.web.handlers.auth import SessionHandler
+from campus.web.handlers.base import ApiError
 
 
 class SessionsApiHandler(SessionHandler):
