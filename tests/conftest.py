@@ -1,4 +1,5 @@
-"""Shared fixtures: our own redis-server (tests/servers.py), a controllable clock, apps to test.
+"""Shared fixtures: our own redis-server (tests/support/servers.py), a controllable clock,
+apps to test.
 
 Nothing here touches the Redis that may already listen on 6379: the suite starts its own
 ``redis-server`` (from PATH) and flushes only that one.
@@ -27,7 +28,7 @@ from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.web.app import make_app
 from campus.web.services import Services, build_sessions
-from tests.servers import REPO, RedisServer
+from tests.support.servers import REPO, RedisServer
 
 if TYPE_CHECKING:
     from campus.session.contract import ContractClock
@@ -186,8 +187,8 @@ def session_cookie(response: Any, name: str = "campus.sid") -> str | None:
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A real three-master Redis Cluster of the suite's own (tests/redis_topologies.py)."""
-    from tests.redis_topologies import Cluster
+    """A real three-master Redis Cluster of the suite's own (tests/support/redis_topologies.py)."""
+    from tests.support.redis_topologies import Cluster
 
     cluster = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
@@ -200,7 +201,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Sentinel group (master, replica, Sentinel) of the suite's own."""
-    from tests.redis_topologies import SentinelGroup
+    from tests.support.redis_topologies import SentinelGroup
 
     group = SentinelGroup(tmp_path_factory.mktemp("sentinel"))
     try:

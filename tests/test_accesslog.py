@@ -22,7 +22,7 @@ from campus.session.contract import ContractClock
 from campus.web.app import make_app
 from campus.web.services import Services
 from tests.conftest import PASSWORD, Fetch, closing_store, make_services
-from tests.servers import REPO, SECRET, Campus, RedisServer, production_env
+from tests.support.servers import REPO, SECRET, Campus, RedisServer, production_env
 
 WRONG = "Tr0ub4dor&3-not-it"
 LINE = re.compile(r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+)" (?P<status>\d{3}) [0-9.]+ms')

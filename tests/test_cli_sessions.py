@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import (
+from tests.support.servers import (
     Campus,
     RedisServer,
     free_port,

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from campus.http.connections import FD_RESERVE
-from tests.rawhttp import Response, build, exchange, read_response
-from tests.servers import REPO, Campus, campus_env, read_by_server, wait_for
+from tests.support.rawhttp import Response, build, exchange, read_response
+from tests.support.servers import REPO, Campus, campus_env, read_by_server, wait_for
 from tests.test_systemd import service_section
 
 CPU_TICK = os.sysconf("SC_CLK_TCK")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from campus.runtime.eventloop import EventLoopError, loop_factory, loop_name, run
-from tests.servers import Campus, campus_env, run_campus
+from tests.support.servers import Campus, campus_env, run_campus
 
 
 def test_auto_takes_uvloop_when_installed_and_asyncio_when_told() -> None:

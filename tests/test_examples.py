@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from campus.session import __version__
-from tests.servers import REPO, free_port
+from tests.support.servers import REPO, free_port
 
 EXAMPLES = REPO / "examples"
 

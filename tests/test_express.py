@@ -42,7 +42,7 @@ from campus.web.app import make_app
 from campus.web.express import ExpressSessions
 from campus.web.services import Services, build_express, build_sessions
 from tests.conftest import PASSWORD, Fetch, closing_store, make_config, make_store, session_cookie
-from tests.servers import REPO, Campus, RedisServer, production_env
+from tests.support.servers import REPO, Campus, RedisServer, production_env
 
 APP_DIR = REPO / "tests" / "express"
 OLD = "Shh, its a secret!"  # the article's secret: Express secrets need no minimum length

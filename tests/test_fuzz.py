@@ -23,9 +23,9 @@ import pytest
 import redis
 
 from campus.session import CookieSigner
-from tests.rawhttp import SECRET, Response, build, exchange, plant_site
-from tests.servers import REPO, Campus, RedisServer, campus_env, redis_keys
-from tests.servers import SECRET as SESSION_SECRET
+from tests.support.rawhttp import SECRET, Response, build, exchange, plant_site
+from tests.support.servers import REPO, Campus, RedisServer, campus_env, redis_keys
+from tests.support.servers import SECRET as SESSION_SECRET
 
 FUZZ_REQUESTS = 5000
 FUZZ_SECONDS = 25.0

@@ -24,7 +24,7 @@ from campus.session.stores.memory import MemoryStore
 from campus.web.app import make_app
 from campus.web.services import Services
 from tests.conftest import PASSWORD, DownStore, Fetch, session_cookie
-from tests.servers import REPO
+from tests.support.servers import REPO
 
 MAX_BODY = 64 * 1024
 ANN = "ann@campus.test"

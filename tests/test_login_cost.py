@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import Campus, RedisServer, production_env
+from tests.support.servers import Campus, RedisServer, production_env
 
 MARKER = "campus-test:end-of-capture"
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import Campus, RedisServer, campus_env
+from tests.support.servers import Campus, RedisServer, campus_env
 
 REDIS_PASSWORD = "redis-pass-7d4e1b-never-logged"
 NEW_SECRET = "new-session-secret-" + "n" * 30

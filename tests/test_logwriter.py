@@ -19,7 +19,7 @@ from campus.observability.logs import MAX_MESSAGE, MAX_TRACEBACK, JsonFormatter,
 from campus.observability.logwriter import BURST, FLUSH_DELAY, WINDOW, LogWriter
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
-from tests.servers import SECRET, Campus, campus_env, free_port, wait_for
+from tests.support.servers import SECRET, Campus, campus_env, free_port, wait_for
 
 #: No line of any logger may be longer than this, whoever sent what.
 LINE_LIMIT = 8 * 1024
@@ -301,7 +301,7 @@ def test_access_lines_can_be_turned_off() -> None:
 
 def test_both_units_let_journald_keep_every_access_line() -> None:
     """journald's default limit (10,000 lines per 30 s) would drop lines at ~330 requests/s."""
-    from tests.servers import REPO
+    from tests.support.servers import REPO
 
     for unit in ("campus.service", "campus@.service"):
         settings = dict(
@@ -365,7 +365,7 @@ def test_warnings_and_uncaught_errors_are_json_lines_too() -> None:
     import subprocess
     import sys
 
-    from tests.servers import REPO
+    from tests.support.servers import REPO
 
     script = (
         "import threading, warnings\n"

@@ -26,7 +26,7 @@ from campus.session.stores.memory import MemoryStore
 from campus.web.app import make_app
 from campus.web.services import Services, build_sessions
 from tests.conftest import PASSWORD, DownStore, Fetch, closing_store, make_store
-from tests.servers import REPO
+from tests.support.servers import REPO
 
 TOKEN = "metrics-token-0123456789abcdef"
 

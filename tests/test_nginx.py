@@ -2,9 +2,9 @@
 two campus processes on one Redis: what a browser does, over HTTP/2 and HTTP/1.1 (curl), in
 Chromium, and through a rolling restart under load.
 
-nginx runs the shipped file changed only in its EDIT lines (tests/nginx_proxy.py). campus runs
-as in production, with ``trust_proxy`` on and ``secure = "auto"``, so that a Secure cookie
-shows that X-Forwarded-Proto arrived. Each client connects from a loopback address of its own
+nginx runs the shipped file changed only in its EDIT lines (tests/support/nginx_proxy.py).
+campus runs as in production, with ``trust_proxy`` on and ``secure = "auto"``, so that a Secure
+cookie shows that X-Forwarded-Proto arrived. Each client connects from a loopback address of its own
 (127.0.0.x) while nginx reaches campus from 127.0.0.1: the address campus logs and throttles
 tells where it came from.
 """
@@ -34,7 +34,7 @@ import pytest
 
 from campus.config.schema import ServerConfig
 from tests.conftest import PASSWORD, USERS
-from tests.nginx_proxy import (
+from tests.support.nginx_proxy import (
     CONF,
     NGINX,
     Curl,
@@ -46,7 +46,7 @@ from tests.nginx_proxy import (
     make_certificate,
     render,
 )
-from tests.servers import REPO, SECRET, Campus, RedisServer, campus_env, free_port
+from tests.support.servers import REPO, SECRET, Campus, RedisServer, campus_env, free_port
 
 _MISSING = [str(NGINX)] * (not os.access(NGINX, os.X_OK))
 _MISSING += [tool for tool in ("curl", "openssl") if shutil.which(tool) is None]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import PASSWORD
-from tests.servers import REPO, Campus, campus_env
+from tests.support.servers import REPO, Campus, campus_env
 
 SCHEMA = REPO / "docs" / "openapi.yaml"
 

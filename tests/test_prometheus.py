@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import REPO, Campus, campus_env, free_port
+from tests.support.servers import REPO, Campus, campus_env, free_port
 
 RULES = REPO / "config" / "prometheus" / "alerts.yml"
 RULE_TESTS = REPO / "config" / "prometheus" / "alerts.test.yml"

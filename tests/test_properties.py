@@ -29,7 +29,7 @@ from campus.session.stores.memory import MemoryStore
 from campus.web.app import make_app
 from campus.web.services import Services
 from tests.conftest import PASSWORD, make_config, make_services
-from tests.rawhttp import SECRET, Response, build, exchange, plant_site
+from tests.support.rawhttp import SECRET, Response, build, exchange, plant_site
 
 PROPERTY = settings(
     max_examples=150,

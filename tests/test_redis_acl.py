@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import (
+from tests.support.servers import (
     REPO,
     Campus,
     RedisServer,

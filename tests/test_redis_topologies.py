@@ -11,8 +11,8 @@ import pytest
 from tornado.web import decode_signed_value
 
 from tests.conftest import PASSWORD
-from tests.redis_topologies import Cluster, SentinelGroup, wait_for
-from tests.servers import SECRET, Campus, production_env, run_campus
+from tests.support.redis_topologies import Cluster, SentinelGroup, wait_for
+from tests.support.servers import SECRET, Campus, production_env, run_campus
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}
 BOB = {"email": "bob@campus.test", "password": PASSWORD}

@@ -22,8 +22,8 @@ from campus.session.store import new_session_id
 from campus.web.app import make_app
 from campus.web.services import Services
 from tests.conftest import DownStore, Fetch, make_services
-from tests.rawhttp import build, exchange
-from tests.servers import REPO
+from tests.support.rawhttp import build, exchange
+from tests.support.servers import REPO
 
 GENERATED = re.compile(r"[0-9a-f]{16}")
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import Campus, RedisServer, production_env
+from tests.support.servers import Campus, RedisServer, production_env
 
 
 @pytest.fixture

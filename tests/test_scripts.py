@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import REPO, Campus, campus_env, installed_requirements
+from tests.support.servers import REPO, Campus, campus_env, installed_requirements
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from tornado.httpclient import HTTPResponse
 
 from tests.conftest import PASSWORD, Fetch
-from tests.servers import REPO
+from tests.support.servers import REPO
 
 SHELL_PATHS = ["/", "/login", "/account", "/deep/link", "/index.html"]
 FILE_PATHS = ["/js/main.js", "/css/campus.css", "/favicon.svg", "/robots.txt"]

@@ -13,7 +13,7 @@ import redis
 
 from campus.config import DEV_SECRET
 from tests.conftest import PASSWORD
-from tests.servers import (
+from tests.support.servers import (
     SECRET,
     Campus,
     RedisServer,

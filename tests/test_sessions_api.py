@@ -25,7 +25,7 @@ from campus.web.app import make_app
 from campus.web.handlers.auth import SessionHandler
 from campus.web.services import Services
 from tests.conftest import PASSWORD, make_config, make_services, session_cookie
-from tests.servers import REPO
+from tests.support.servers import REPO
 
 pytestmark = pytest.mark.gen_test
 

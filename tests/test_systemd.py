@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from campus.runtime.sdnotify import notify
-from tests.servers import REPO, campus_env, free_port
+from tests.support.servers import REPO, campus_env, free_port
 
 
 class Supervisor:

@@ -1,6 +1,6 @@
 """The README's "Deploying" section, run under a real systemd in a booted Debian container.
 
-The module boots one container (tests/nspawn.py: a cached Debian root, systemd-nspawn, a
+The module boots one container (tests/support/nspawn.py: a cached Debian root, systemd-nspawn, a
 private network), copies the checkout in and runs the shell blocks of "Install as a service"
 and "Scaling out" line by line, as an operator would paste them. Three lines cannot be run as
 written and are replaced: `apt-get install` checks the packages are there (the container has
@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests import nspawn
-from tests.nspawn import Container
+from tests.support import nspawn
+from tests.support.nspawn import Container
 
 pytestmark = pytest.mark.systemd_boot
 

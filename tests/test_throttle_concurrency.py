@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.servers import SECRET, Campus, campus_env
+from tests.support.servers import SECRET, Campus, campus_env
 
 LIMIT = 5
 BURST = 50

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from tests.conftest import PASSWORD
-from tests.servers import (
+from tests.support.servers import (
     REPO,
     SECRET,
     Campus,

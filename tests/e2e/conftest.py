@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import REPO, Campus, campus_env
+from tests.support.servers import REPO, Campus, campus_env
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright

@@ -16,7 +16,7 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.e2e.conftest import base_url
 from tests.e2e.test_spa import heading, sign_in
-from tests.servers import Campus, campus_env
+from tests.support.servers import Campus, campus_env
 
 EVIL = "evil.example"
 SPELLINGS = [

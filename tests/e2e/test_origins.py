@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import base_url
 from tests.e2e.test_spa import heading, sign_in
-from tests.servers import Campus, campus_env, wait_for
+from tests.support.servers import Campus, campus_env, wait_for
 
 
 def campus_log(campus: Campus) -> str:

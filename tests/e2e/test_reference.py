@@ -12,7 +12,7 @@ from campus.session import CookieSigner
 from campus.session.store import new_session_id
 from tests.e2e.conftest import base_url
 from tests.e2e.test_spa import heading, sign_in
-from tests.servers import SECRET, Campus, campus_env, free_port
+from tests.support.servers import SECRET, Campus, campus_env, free_port
 
 REFERENCE = re.compile(r"\(reference: ([0-9a-f]{16})\)")
 

@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import base_url
-from tests.servers import Campus
+from tests.support.servers import Campus
 
 
 def sign_in(page: Page, next_path: str = "/account/sessions") -> None:

@@ -12,7 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import base_url
-from tests.servers import Campus, RedisServer, campus_env
+from tests.support.servers import Campus, RedisServer, campus_env
 
 Accessible = Callable[[Page, str], None]
 

@@ -24,8 +24,8 @@ from campus.session.store import SessionRecord, new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from tests.conftest import session_cookie
-from tests.rawhttp import build, exchange
-from tests.servers import RedisServer, free_port
+from tests.support.rawhttp import build, exchange
+from tests.support.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import campus.session
 from campus.session import CookiePolicy, SessionManager
 from campus.session.stores.memory import MemoryStore
-from tests.servers import REPO
+from tests.support.servers import REPO
 
 PACKAGE = Path(campus.session.__file__).parent
 

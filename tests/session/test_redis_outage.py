@@ -14,8 +14,8 @@ import pytest
 from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
 from campus.session.stores.redis import RedisStore, connect
-from tests.redis_topologies import Cluster
-from tests.servers import RedisServer, free_port
+from tests.support.redis_topologies import Cluster
+from tests.support.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test(timeout=30)  # some tests start and kill redis-servers
 

@@ -12,7 +12,7 @@ import redis
 from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable, new_session_id
 from campus.session.stores.redis import RedisStore, connect
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.gen_test(timeout=30)
 

@@ -1,7 +1,7 @@
 """One contract, every store: campus.session.contract run against each store campus ships.
 
 The memory store, Redis, a real Redis Cluster and a real Sentinel group
-(tests/redis_topologies.py). What only one store promises is in test_stores_specific.py.
+(tests/support/redis_topologies.py). What only one store promises is in test_stores_specific.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from campus.session.contract import ContractClock, StoreContract
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 
 class TestMemoryStore(StoreContract):

@@ -20,7 +20,7 @@ from campus.session.store import (
 )
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.servers import RedisServer, redis_keys
+from tests.support.servers import RedisServer, redis_keys
 
 pytestmark = pytest.mark.gen_test
 
@@ -249,7 +249,7 @@ async def test_reserving_and_giving_back_are_one_redis_command_each(
 
 
 async def test_an_unreachable_redis_raises_store_unavailable_quickly(clock: ContractClock) -> None:
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
     loop = asyncio.get_running_loop()
@@ -374,7 +374,7 @@ async def test_one_bad_reply_in_a_batch_fails_only_its_own_read(
 
 
 async def test_a_batch_on_a_dead_connection_fails_every_read(clock: ContractClock) -> None:
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     store = RedisStore(connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5), clock=clock)
     results = await asyncio.gather(

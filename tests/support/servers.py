@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import redis
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: A production session secret (long enough) for the campus processes the tests start.
 SECRET = "s3cret-" * 8
 #: The cost of the suite's users files (tests/conftest.py CHEAP_HASHER): a server configured

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import REPO
+from tests.support.servers import REPO
 
 NGINX = Path("/usr/sbin/nginx")
 CONF = REPO / "config" / "nginx" / "campus.conf"

@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests import servers
-from tests.servers import RedisServer, free_port
+from tests.support import servers
+from tests.support.servers import RedisServer, free_port
 
 SERVICE = "campus"
 
 
 def wait_for(condition: Callable[[], object], what: str, seconds: float = 20) -> None:
-    """:func:`tests.servers.wait_for`, where a Redis error (a node not up yet) means "not yet"."""
+    """:func:`tests.support.servers.wait_for`, where a Redis error (a node not up yet) means
+    "not yet"."""
     servers.wait_for(condition, what, seconds, ignore=redis.RedisError)
 
 

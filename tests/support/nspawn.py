@@ -6,7 +6,7 @@ package list; every boot runs it with ``--volatile=overlay``, so the cached tree
 written and several test runs can boot it at once. The container has a private network: its
 redis-server and campus listen on its own loopback, apart from the host's. The host runs
 commands in it by entering all its namespaces (nsenter), and talks HTTP to it by running
-this module's client (``python -m tests.nspawn OP JSON``) in its network namespace.
+this module's client (``python -m tests.support.nspawn OP JSON``) in its network namespace.
 
 The container cannot reach PyPI: the wheels of requirements.txt (for the container's Python)
 are downloaded on the host, cached beside the root, and bound read-only into the container,
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CAMPUS_TEST_CACHE", "/var/cache/campus-test"))
 SUITE = "bookworm"
 PACKAGES = (
@@ -354,7 +354,7 @@ class Container:
         return answer
 
     def client_argv(self, op: str, **arguments: Any) -> list[str]:
-        module = [sys.executable, "-m", "tests.nspawn", op, json.dumps(arguments)]
+        module = [sys.executable, "-m", "tests.support.nspawn", op, json.dumps(arguments)]
         return [*self._enter("--net"), *module]
 
 
@@ -363,7 +363,7 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
         pipe.write(data)
 
 
-# --- the client, run as ``python -m tests.nspawn OP JSON`` in the container's network
+# --- the client, run as ``python -m tests.support.nspawn OP JSON`` in the container's network
 
 
 def _connection(port: int) -> http.client.HTTPConnection:
