@@ -273,7 +273,7 @@ def store(request: pytest.FixtureRequest, io_loop: IOLoop) -> Iterator[Recording
         return
     server: RedisServer = request.getfixturevalue("redis_server")
     request.getfixturevalue("redis_db")
-    inner = RedisStore(connect(server.url, timeout=1.0), prefix="lifecycle:")
+    inner = RedisStore.from_url(server.url, prefix="lifecycle:", timeout=1.0)
     yield Recording(inner)
     io_loop.run_sync(inner.close)
 
