@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -119,3 +120,13 @@ def test_the_redis_store_runs_without_hiredis(tmp_path: Path, redis_server: Redi
     done = run_with(site, A_REDIS_ROUND_TRIP, redis_server.url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["{'b': [2]} None", "['redis', 'tornado']"]
+
+
+def test_every_test_the_docs_table_names_exists() -> None:
+    """The table of ways a handler can end cites its tests; none may be renamed away."""
+    docs = (REPO / "docs" / "session-library.md").read_text()
+    table = docs[docs.index("## Every way a handler can end") : docs.index("## The cookie")]
+    cited = set(re.findall(r"`(test_\w+)`", table))
+    tests = (REPO / "tests" / "session" / "test_lifecycle.py").read_text()
+    defined = set(re.findall(r"^async def (test_\w+)", tests, flags=re.MULTILINE))
+    assert len(cited) > 20 and cited <= defined, cited - defined
