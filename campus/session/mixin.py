@@ -95,9 +95,9 @@ class SessionMixin(RequestHandler):
         self._session_pending = await manager.load(cookie_values(headers, manager.cookie.name))
 
     async def save_session(self) -> None:
-        """Commit the session now: store it if it changed, then set or clear the cookie.
+        """Commit the session now: store it if it changed; the cookie follows with the headers.
 
-        Raises StoreUnavailable (and sets no cookie) when the store fails. Afterwards the
+        Raises StoreUnavailable (and no cookie follows) when the store fails. Afterwards the
         session is read-only: a change raises RuntimeError. What this stored stays stored even
         if the response then fails, but a response with status >= 500 never carries the cookie.
         """
