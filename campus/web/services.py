@@ -20,7 +20,7 @@ from campus.observability.metrics import Metrics, timed_store
 from campus.session import CookiePolicy, SessionManager
 from campus.session.store import Clock, SessionStore
 from campus.session.stores.memory import MemoryStore
-from campus.session.stores.redis import RedisStore, connect
+from campus.session.stores.redis import RedisStore
 from campus.web.express import ExpressSessions
 
 
@@ -33,11 +33,13 @@ class Services:
     metrics: Metrics | None = None  # GET /metrics and what feeds it; None when [metrics] is off
 
 
-def build_store(config: Config, *, clock: Clock = time.time) -> SessionStore:
+def build_store(config: Config, *, clock: Clock = time.time) -> MemoryStore | RedisStore:
     """The configured store. No I/O: Redis connects on first use."""
     if config.session.store == "redis":
-        client = connect(config.redis.url, timeout=config.redis.timeout)
-        return RedisStore(client, prefix=config.redis.prefix, clock=clock)
+        redis = config.redis
+        return RedisStore.from_url(
+            redis.url, prefix=redis.prefix, timeout=redis.timeout, clock=clock
+        )
     return MemoryStore(max_sessions=config.session.max_sessions, clock=clock)
 
 
