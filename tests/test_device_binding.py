@@ -9,6 +9,7 @@ challenge of another session, and the copied session cookie on its own.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -27,7 +28,7 @@ from campus.session.contract import ContractClock
 from campus.web.binding import policy
 from campus.web.binding.cookie import GRACE, LIFETIME
 from campus.web.services import Services
-from tests.conftest import PASSWORD, closing_store, make_services
+from tests.conftest import PASSWORD, DownStore, closing_store, make_config, make_services
 from tests.support.dbsc import DbscClient, b64url, compact, new_key, public_jwk
 
 pytestmark = pytest.mark.gen_test
@@ -500,3 +501,78 @@ async def test_a_new_login_starts_unbound(make: Make, services: Services) -> Non
     data = await stored_data(services, client)
     assert data is not None and "device_binding" not in data
     assert (await client.fetch("/api/me")).code == 200  # the old bound cookie is not needed
+
+
+# -- other stores, outages, concurrency -------------------------------------------------------
+
+
+@pytest.mark.parametrize("topology", ["redis_cluster", "redis_sentinel"])
+class TestTopologies:
+    @pytest.fixture(autouse=True)
+    def both_stores(self) -> None:
+        """A Cluster and a Sentinel group instead."""
+
+    @pytest.fixture
+    def services(
+        self, request: pytest.FixtureRequest, topology: str, users_file: Any, clock: ContractClock
+    ) -> Iterator[Services]:
+        group = request.getfixturevalue(topology)
+        group.flush()
+        config = make_config(users_file, "redis", group.url)
+        yield dataclasses.replace(make_services(config, clock), metrics=Metrics())
+        # closed on the test's loop by the test itself
+
+    async def test_binding_lives_in_the_record_there_too(
+        self, make: Make, services: Services
+    ) -> None:
+        try:
+            client = await bound(make, "RS256")
+            stolen = {"campus.sid": client.cookies["campus.sid"]}
+            assert (await client.fetch("/api/me", cookies=stolen)).code == 401
+            del client.cookies["campus.sid.bound"]
+            assert await client.refresh_until_done() == [200]
+            assert (await client.fetch("/api/me")).code == 200
+            assert (await client.fetch("/logout", "POST")).code == 200
+            client.cookies.update(stolen)
+            assert (await client.refresh()).code == 401
+        finally:
+            await services.sessions.store.close()
+
+
+async def test_a_store_outage_during_refresh_is_503_not_500(make: Make, services: Services) -> None:
+    client = await bound(make)
+    await services.sessions.store.close()
+    store = services.sessions.store
+    down = DownStore()
+    services.sessions.store = down  # type: ignore[assignment]
+    try:
+        response = await client.refresh()
+        assert response.code == 503 and "Retry-After" in response.headers
+        assert error(response) == "Session store unavailable"
+        assert (await client.register()).code == 503
+    finally:
+        services.sessions.store = store
+
+
+async def test_concurrent_refreshes_each_get_a_cookie_and_none_undoes_another(
+    make: Make, services: Services
+) -> None:
+    """Two tabs, or a proactive refresh racing a deferred one: each with its own challenge."""
+    client = await bound(make)
+    first = client.cached_challenge
+    assert first is not None
+    other = await client.refresh(token=client.proof(first, registration=False))
+    assert other.code == 200  # a second challenge for the next refresh is now in hand
+    second = client.cached_challenge
+    assert second is not None
+    third_answer = await client.fetch(
+        REFRESH, "POST", headers={"Sec-Secure-Session-Id": client.session_id or ""}
+    )
+    third = third_answer.headers["Secure-Session-Challenge"].split('"')[1]
+    proofs = [client.proof(c, registration=False) for c in (second, third)]
+    answers = await asyncio.gather(*(client.refresh(token=p) for p in proofs))
+    assert [a.code for a in answers] == [200, 200]
+    data = await stored_data(services, client)
+    assert data is not None
+    for used in (first, second, third):  # none came back
+        assert f"device_challenge:{hashlib.sha256(used.encode()).hexdigest()}" not in data
