@@ -544,7 +544,7 @@ async def test_a_store_outage_during_refresh_is_503_not_500(make: Make, services
     await services.sessions.store.close()
     store = services.sessions.store
     down = DownStore()
-    services.sessions.store = down  # type: ignore[assignment]
+    services.sessions.store = down
     try:
         response = await client.refresh()
         assert response.code == 503 and "Retry-After" in response.headers
