@@ -10,12 +10,14 @@ challenge of another session, and the copied session cookie on its own.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -25,11 +27,13 @@ from tornado.ioloop import IOLoop
 from campus.config import Config
 from campus.observability.metrics import Metrics
 from campus.session.contract import ContractClock
+from campus.session.stores.redis import RedisStore
 from campus.web.binding import policy
 from campus.web.binding.cookie import GRACE, LIFETIME
+from campus.web.express import ExpressSessions
 from campus.web.services import Services
 from tests.conftest import PASSWORD, DownStore, closing_store, make_config, make_services
-from tests.support.dbsc import DbscClient, b64url, compact, new_key, public_jwk
+from tests.support.dbsc import DbscClient, b64url, compact, new_key, public_jwk, registrations
 
 pytestmark = pytest.mark.gen_test
 
@@ -576,3 +580,38 @@ async def test_concurrent_refreshes_each_get_a_cookie_and_none_undoes_another(
     assert data is not None
     for used in (first, second, third):  # none came back
         assert f"device_challenge:{hashlib.sha256(used.encode()).hexdigest()}" not in data
+
+
+class TestExpressCarryOver:
+    @pytest.fixture
+    def store_kind(self) -> str:
+        """The cut-over reads connect-redis records: Redis only."""
+        return "redis"
+
+    @pytest.mark.session_config(device_binding="required")
+    async def test_a_carried_over_session_is_offered_binding(
+        self, make: Make, services: Services, config: Config
+    ) -> None:
+        """Carrying an Express session over is a login by other means: it may bind, and under
+        ``required`` it gets the same registration window as a login."""
+        secret = "the Express app's secret"
+        express = dataclasses.replace(config.express, secrets=(secret,))
+        store = services.sessions.store
+        assert isinstance(store, RedisStore)
+        carrying = ExpressSessions(store.client, secrets=express.secrets, prefix=express.prefix)
+        object.__setattr__(services, "express", carrying)
+        sid = "express-session-id"
+        record = {"cookie": {"expires": None}, "user": {"email": ANN, "name": "Ann"}}
+        await store.client.set(express.prefix + sid, json.dumps(record))
+        mac = hmac.new(secret.encode(), sid.encode(), hashlib.sha256).digest()
+        client = make()
+        client.cookies["connect.sid"] = quote(
+            "s:" + sid + "." + base64.b64encode(mac).decode().rstrip("=")
+        )
+        response = await client.fetch("/api/me")
+        assert response.code == 200, response.body
+        offered = registrations(response.headers.get("Secure-Session-Registration"))
+        assert len(offered) == 1
+        client.offered = offered[0]
+        assert (await client.register()).code == 200
+        assert (await client.fetch("/api/me")).code == 200

@@ -47,6 +47,7 @@ class SessionHandler(SessionMixin, BaseHandler):
         if fields:
             self.session.regenerate()
             self.session.update(fields)
+            device_binding.offer(self)  # as after a login: the browser may bind the session
 
     async def claim_express_session(self) -> dict[str, Any] | None:
         """The fields of the Express session this request's cookie names, claimed for good.
