@@ -615,3 +615,19 @@ class TestExpressCarryOver:
         client.offered = offered[0]
         assert (await client.register()).code == 200
         assert (await client.fetch("/api/me")).code == 200
+
+
+async def test_a_proof_sent_many_times_at_once_is_taken_once(make: Make) -> None:
+    """Requests racing with one proof all load the session before any writes it back: the
+    store's atomic claim lets exactly one through."""
+    client = await bound(make)
+    assert client.cached_challenge is not None
+    proof = client.proof(client.cached_challenge, registration=False)
+    answers = await asyncio.gather(*(client.refresh(token=proof) for _ in range(12)))
+    assert sorted(a.code for a in answers) == [200] + [403] * 11
+
+    fresh = await signed_in(make)
+    assert fresh.offered is not None
+    token = fresh.proof(fresh.offered.challenge, registration=True)
+    answers = await asyncio.gather(*(fresh.register(token) for _ in range(8)))
+    assert sorted(a.code for a in answers) == [200] + [400] * 7

@@ -8,6 +8,7 @@ Once a session is bound, its session cookie alone no longer opens it.
 - :mod:`.proof`: the proof JWTs (PyJWT with ``cryptography``): type, algorithm, key, signature.
 - :mod:`.fields`: the structured header fields (``http-sfv``).
 - :mod:`.state`: what a binding keeps in the session (key, hashed single-use challenges).
+- :mod:`.once`: a challenge's first use, claimed atomically in the store.
 - :mod:`.cookie`: the short-lived bound cookie and the session instructions naming it.
 - :mod:`.policy`: what login, every API request and the two endpoints do with all that.
 """

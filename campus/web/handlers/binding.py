@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from campus.web.binding import fields, policy, state
+from campus.web.binding import fields, once, policy, state
 from campus.web.binding.cookie import LIFETIME, BoundCookie, instructions
 from campus.web.binding.proof import ProofError, refresh_proof, registration_proof
 from campus.web.binding.state import Binding
@@ -51,6 +51,12 @@ class BindingHandler(SessionHandler):
     def now(self) -> float:
         return self.session_manager.clock()
 
+    async def take(self, challenge: str, use: state.Use, lifetime: int) -> bool:
+        """Use up *challenge*: it must be this session's, for *use*, live, and first."""
+        if not state.take(self.session, challenge, use, now=self.now()):
+            return False
+        return await once.first_use(self.services.sessions.store, challenge, lifetime=lifetime)
+
     def answer_bound(self, binding: Binding) -> None:
         """A fresh bound cookie, a challenge for the next refresh, and the instructions."""
         cookie = BoundCookie(self.session_manager)
@@ -83,7 +89,7 @@ class RegisterHandler(BindingHandler):
             proof = registration_proof(token)
         except ProofError as error:
             self.refuse("registration", error)
-        if not state.take(self.session, proof.jti, "register", now=self.now()):
+        if not await self.take(proof.jti, "register", policy.REGISTRATION_WINDOW):
             unknown = ProofError("challenge", "the challenge is unknown, used or expired")
             self.refuse("registration", unknown)
         binding = state.bind(self.session, proof, self.now())
@@ -107,7 +113,7 @@ class RefreshHandler(BindingHandler):
             proof = refresh_proof(token, alg=binding.alg, jwk=binding.jwk)
         except ProofError as error:
             self.refuse("refresh", error)
-        if not state.take(self.session, proof.jti, "refresh", now=self.now()):
+        if not await self.take(proof.jti, "refresh", policy.CHALLENGE_LIFETIME):
             if self.services.metrics is not None:
                 self.services.metrics.binding_failed_proofs.labels("refresh", "challenge").inc()
             self.challenge(binding)  # signed by the right key: a used or stale challenge
