@@ -105,6 +105,9 @@ async def main(args: argparse.Namespace) -> None:
     bound = DbscClient(http, base)
     assert (await bound.login(EMAIL, PASSWORD)).code == 200
     assert (await bound.register()).code == 200
+    bound_rsa = DbscClient(http, base, "RS256")
+    assert (await bound_rsa.login(EMAIL, PASSWORD)).code == 200
+    assert (await bound_rsa.register()).code == 200
 
     print(f"store: {store}")
     print("\n1. the session's part of one API request (SessionHandler.prepare)")
@@ -168,7 +171,7 @@ async def main(args: argparse.Namespace) -> None:
     )
 
     print("\n3. the store: one session's record")
-    for name, client in (("unbound", unbound), ("bound", bound)):
+    for name, client in (("unbound", unbound), ("bound", bound), ("bound-rsa", bound_rsa)):
         cookie = client.cookies["campus.sid"]
         sid = services.sessions.signer.verify("campus.sid", cookie, max_age=1e9)
         assert sid is not None
@@ -176,7 +179,9 @@ async def main(args: argparse.Namespace) -> None:
         assert record is not None
         size = len(encode_record(record).encode())
         keys = sorted(record.data)
-        line = f"   {name:8} {size:5d} bytes of JSON   keys: {', '.join(keys)}"
+        challenges = sum(key.startswith("device_challenge:") for key in keys)
+        others = ", ".join(key for key in keys if not key.startswith("device_challenge:"))
+        line = f"   {name:9} {size:5d} bytes of JSON   keys: {others} + {challenges} challenge(s)"
         if args.redis:
             import hashlib
 
