@@ -342,7 +342,12 @@ async def test_the_carried_session_is_like_a_login(
     assert sid != unquote(cookie)[2:].partition(".")[0]  # a new id, never the Express one
     record = await store.load(sid, touch=None)
     assert record is not None
-    assert record.decoded() == {"user": ANN, "cart": ["pen", 2]}  # everything but `cookie`
+    data = record.decoded()
+    # Like a login, the carry-over offers device binding: one registration challenge (hashed).
+    offered = [key for key in data if key.startswith("device_challenge:")]
+    assert len(offered) == 1 and "Secure-Session-Registration" in response.headers
+    carried = {key: value for key, value in data.items() if key not in offered}
+    assert carried == {"user": ANN, "cart": ["pen", 2]}  # everything but `cookie`
     # Its absolute deadline counts from the carry-over, as if Ann had logged in just now.
     absolute = services.config.session.absolute_timeout
     assert abs(record.expires - (clock() + absolute)) <= 2

@@ -26,6 +26,7 @@ def test_the_document_is_openapi_3_1_and_names_every_route() -> None:
     paths = set(document["paths"])
     assert {"/login", "/logout", "/api/me", "/api/sessions", "/api/sessions/{handle}"} <= paths
     assert {"/api/sessions/end-others", "/healthz", "/metrics", "/{path}"} <= paths
+    assert {"/api/device-binding/register", "/api/device-binding/refresh"} <= paths
 
 
 @pytest.fixture

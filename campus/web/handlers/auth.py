@@ -17,6 +17,7 @@ from campus.http.exchange import declared_over
 from campus.observability.metrics import count_sessions_destroyed
 from campus.session import SessionMixin, StoreUnavailable
 from campus.session.cookie import cookie_from_headers
+from campus.web.binding import policy as device_binding
 from campus.web.handlers.base import ApiError, BaseHandler
 
 MAX_BODY = 64 * 1024
@@ -30,6 +31,7 @@ class SessionHandler(SessionMixin, BaseHandler):
         if "user" not in self.session:
             await self._carry_over_express()
         self.current_user = self.session.get("user")
+        device_binding.enforce(self)  # a bound session needs its short-lived cookie too
 
     async def _carry_over_express(self) -> None:
         """Nobody is logged in here: a live Express session becomes this request's session.
@@ -45,6 +47,7 @@ class SessionHandler(SessionMixin, BaseHandler):
         if fields:
             self.session.regenerate()
             self.session.update(fields)
+            device_binding.offer(self)  # as after a login: the browser may bind the session
 
     async def claim_express_session(self) -> dict[str, Any] | None:
         """The fields of the Express session this request's cookie names, claimed for good.
@@ -137,6 +140,7 @@ class LoginHandler(SessionHandler):
         agent = self.request.headers.get("User-Agent")
         record = partial(sign_in_record, address, agent, at=time.time())
         self.session[SIGN_IN] = await IOLoop.current().run_in_executor(None, record)
+        device_binding.offer(self)  # Secure-Session-Registration, for browsers that bind
         self.write({"user": user})
 
     async def _authenticate(self, email: str, password: str, address: str) -> dict[str, Any] | None:
