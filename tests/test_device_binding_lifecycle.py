@@ -24,7 +24,7 @@ from campus.session.stores.redis import RedisStore
 from campus.web.binding import policy
 from campus.web.express import ExpressSessions
 from campus.web.services import Services
-from tests.conftest import PASSWORD, DownStore, make_config, make_services
+from tests.conftest import PASSWORD, DownStore, make_config, make_services, user_index
 from tests.support.dbsc import registrations
 from tests.test_device_binding import (
     ANN,
@@ -96,7 +96,7 @@ async def test_logout_ending_and_revocation_end_the_binding(make: Make, services
     assert (await there.refresh()).code == 401
     assert (await there.fetch("/api/me")).code == 401
 
-    assert await services.sessions.store.delete_user(ANN) >= 1  # `sessions revoke`
+    assert await user_index(services.sessions.store).delete_user(ANN) >= 1  # `sessions revoke`
     assert (await here.refresh()).code == 401
 
 
