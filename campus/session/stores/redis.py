@@ -46,6 +46,7 @@ from campus.session.store import (
     decode_record,
     encode_record,
 )
+from campus.session.stores.redis_durable import DurableDeletes, Persistence, read_persistence
 from campus.session.stores.redis_reads import ReadPipeline
 from campus.session.stores.redis_scripts import (
     CREATE,
@@ -105,6 +106,8 @@ class RedisStore:
         self._peek = client.register_script(PEEK)
         self._reserve = client.register_script(RESERVE)
         self._give_back = client.register_script(GIVE_BACK)
+        # Session ends wait for the append-only file where the server can say (Redis 7.2+).
+        self._deletes = DurableDeletes(client)
         # Cluster clients route each key to its node: reads go through the client there.
         self._reads = (
             None if isinstance(client, RedisCluster) else ReadPipeline(client, self._timeout)
@@ -227,7 +230,7 @@ class RedisStore:
 
     async def delete(self, sid: str) -> None:
         # GETDEL, not DEL: the record names its user, whose index then drops it (logout).
-        raw = await self._call(self._redis.getdel(self.key(sid)))
+        raw = await self._call_durable(self._deletes.getdel(self.key(sid)))
         record = decode_record(raw) if raw is not None else None
         if record is not None and record.user is not None:
             await self._drop_from_index(record.user, [_digest(sid)])
@@ -237,7 +240,7 @@ class RedisStore:
         members: list[Any] = list(await self._call(self._redis.zrange(index, 0, -1)))
         members += await self._call(self._redis.smembers(legacy))
         keys = sorted({self._prefix + _text(m) for m in members})
-        deleted: int = await self._call(self._redis.delete(*keys)) if keys else 0
+        deleted: int = await self._call_durable(self._deletes.delete(*keys)) if keys else 0
         await self._call(self._redis.delete(index, legacy))
         return deleted
 
@@ -282,7 +285,9 @@ class RedisStore:
         mine = sorted(members.intersection(refs))
         if not mine:
             return 0
-        ended: int = await self._call(self._redis.delete(*(self._prefix + m for m in mine)))
+        ended: int = await self._call_durable(
+            self._deletes.delete(*(self._prefix + m for m in mine))
+        )
         await self._drop_from_index(user, mine)
         return ended
 
@@ -303,6 +308,10 @@ class RedisStore:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable(exc, self._timeout) from None
 
+    async def persistence(self) -> Persistence | None:
+        """What the server keeps across a crash (None: INFO is refused); see redis_durable.py."""
+        return await self._call(read_persistence(self._redis))
+
     async def close(self) -> None:
         if self._reads is not None:
             await self._reads.close()
@@ -320,9 +329,13 @@ class RedisStore:
             except StopAsyncIteration:
                 return
 
-    async def _call(self, awaitable: Awaitable[T]) -> T:
+    async def _call_durable(self, awaitable: Awaitable[T]) -> T:
+        """A delete that ends sessions: it may wait for the disk, so its deadline is longer."""
+        return await self._call(awaitable, extra=self._deletes.wait_budget)
+
+    async def _call(self, awaitable: Awaitable[T], *, extra: float = 0.0) -> T:
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(None if self._timeout is None else self._timeout + extra):
                 async with self._slots:
                     return await awaitable
         except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
