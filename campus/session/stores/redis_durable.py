@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisClusterException, RedisError, ResponseError
 
 log = logging.getLogger("campus.session")
 
@@ -72,10 +72,8 @@ async def read_persistence(client: Redis | RedisCluster) -> Persistence | None:
                 return None
             return Persistence(min(p.version for p in primaries), all(p.aof for p in primaries))
         return _parse(await client.info())
-    except RedisError as exc:
-        if "NOPERM" in str(exc) or "no permissions" in str(exc):
-            return None
-        raise
+    except NoPermissionError:
+        return None
 
 
 def persistence_warning(persistence: Persistence | None) -> str | None:
