@@ -218,3 +218,20 @@ async def test_a_burst_on_a_cluster_while_a_node_restarts(
         assert other == []
     finally:
         await store.close()
+
+
+async def test_concurrent_listings_on_a_cluster_stay_within_the_pools(
+    redis_cluster: Cluster, clock: ContractClock
+) -> None:
+    """A listing on a Cluster sends one command per session. Sent all at once, a dozen
+    listings of a user with 100 sessions took more connections than a node's pool holds
+    (redis-py's MaxConnectionsError, a 503); each command now waits for a slot."""
+    redis_cluster.flush()
+    store = RedisStore(connect(redis_cluster.url, timeout=5.0), clock=clock)
+    try:
+        for _ in range(100):
+            await store.create(new_session_id(), record(clock, user="ann@campus.test"), ttl=60)
+        listings = await asyncio.gather(*(store.sessions_of("ann@campus.test") for _ in range(12)))
+        assert [len(listing) for listing in listings] == [100] * 12
+    finally:
+        await store.close()

@@ -256,8 +256,8 @@ class RedisStore:
         gone: list[str] = []
         keys = [self._prefix + m for m in members]
         replies: list[Any]
-        if self._cluster:  # one command per session, each on its own node
-            peeks = await self._call(asyncio.gather(*(self._peek(keys=[k]) for k in keys)))
+        if self._cluster:  # one command per session, each on its own node, each in a slot
+            peeks = await asyncio.gather(*(self._call(self._peek(keys=[k])) for k in keys))
             raws, ttls = [p[0] for p in peeks], [p[1] for p in peeks]
         else:  # every session in one round trip
             pipe = self._redis.pipeline(transaction=False)
@@ -387,7 +387,8 @@ def _unavailable(exc: BaseException, timeout: float | None) -> StoreUnavailable:
     if isinstance(exc, TimeoutError):  # the deadline's, not redis-py's own TimeoutError
         return StoreUnavailable(f"redis: no answer within {timeout}s")
     message = " ".join(str(exc).split())  # Sentinel's lists every client's repr
-    return StoreUnavailable(f"redis: {message[:200]}")
+    # Some say nothing at all (redis-py's MaxConnectionsError): their name is the message.
+    return StoreUnavailable(f"redis: {message[:200] or type(exc).__name__}")
 
 
 def _text(value: Any) -> str:
