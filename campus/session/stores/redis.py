@@ -31,7 +31,7 @@ import hashlib
 import inspect
 import json
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
@@ -230,7 +230,7 @@ class RedisStore:
 
     async def delete(self, sid: str) -> None:
         # GETDEL, not DEL: the record names its user, whose index then drops it (logout).
-        raw = await self._call_durable(self._deletes.getdel(self.key(sid)))
+        raw = await self._call_durable(lambda: self._deletes.getdel(self.key(sid)))
         record = decode_record(raw) if raw is not None else None
         if record is not None and record.user is not None:
             await self._drop_from_index(record.user, [_digest(sid)])
@@ -240,7 +240,7 @@ class RedisStore:
         members: list[Any] = list(await self._call(self._redis.zrange(index, 0, -1)))
         members += await self._call(self._redis.smembers(legacy))
         keys = sorted({self._prefix + _text(m) for m in members})
-        deleted: int = await self._call_durable(self._deletes.delete(*keys)) if keys else 0
+        deleted: int = await self._call_durable(lambda: self._deletes.delete(*keys)) if keys else 0
         await self._call(self._redis.delete(index, legacy))
         return deleted
 
@@ -285,9 +285,8 @@ class RedisStore:
         mine = sorted(members.intersection(refs))
         if not mine:
             return 0
-        ended: int = await self._call_durable(
-            self._deletes.delete(*(self._prefix + m for m in mine))
-        )
+        keys = [self._prefix + m for m in mine]
+        ended: int = await self._call_durable(lambda: self._deletes.delete(*keys))
         await self._drop_from_index(user, mine)
         return ended
 
@@ -329,18 +328,21 @@ class RedisStore:
             except StopAsyncIteration:
                 return
 
-    async def _call_durable(self, awaitable: Awaitable[T]) -> T:
-        """A delete that ends sessions: it may wait for the disk, so its deadline is longer."""
-        return await self._call(awaitable, extra=self._deletes.wait_budget)
+    async def _call_durable(self, delete: Callable[[], Awaitable[T]]) -> T:
+        """A delete that ends sessions: where the server can say when it is on the disk, it
+        waits for that (redis_durable.py), with a deadline that much longer."""
+        await self._call(self._deletes.refresh())  # INFO, once a minute: a plain deadline
+        return await self._call(delete(), extra=self._deletes.wait_budget)
 
     async def _call(self, awaitable: Awaitable[T], *, extra: float = 0.0) -> T:
+        deadline = None if self._timeout is None else self._timeout + extra
         try:
-            async with asyncio.timeout(None if self._timeout is None else self._timeout + extra):
+            async with asyncio.timeout(deadline):
                 async with self._slots:
                     return await awaitable
         except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             # RedisClusterException is not a RedisError: e.g. no node of the Cluster answers.
-            raise _unavailable(exc, self._timeout) from None
+            raise _unavailable(exc, deadline) from None
         finally:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # never started when the deadline passed waiting for a slot

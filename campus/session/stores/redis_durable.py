@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoPermissionError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
 log = logging.getLogger("campus.session")
 
@@ -112,13 +112,18 @@ class DurableDeletes:
 
     @property
     def wait_budget(self) -> float:
-        """How much longer than a plain command a delete may take: the wait for the disk
-        (unless the server is known not to offer it)."""
+        """How much longer than a plain command a delete may take: the wait for the disk."""
+        return self._waits * self._wait_ms / 1000 if self._waits_for_disk() else 0.0
+
+    async def refresh(self) -> None:
+        """Ask INFO what the server offers, when a minute has passed since it was asked."""
         if isinstance(self._client, RedisCluster):
-            return 0.0
-        if self._checked_at is not None and not (self._known and self._known.waitaof):
-            return 0.0
-        return self._waits * self._wait_ms / 1000
+            return
+        async with self._lock:
+            now = self._clock()
+            if self._checked_at is None or now - self._checked_at > RECHECK_SECONDS:
+                self._known = await read_persistence(self._client)
+                self._checked_at = now
 
     async def getdel(self, key: str) -> Any:
         """GETDEL *key*: the record it held, if any."""
@@ -129,9 +134,13 @@ class DurableDeletes:
         deleted: int = await self._execute(lambda client: client.delete(*keys))
         return deleted
 
+    def _waits_for_disk(self) -> bool:
+        cluster = isinstance(self._client, RedisCluster)
+        return not cluster and self._known is not None and self._known.waitaof
+
     async def _execute(self, command: Callable[[Any], Awaitable[Any]]) -> Any:
         """*command*'s reply, once the server has it on its disk where it can say so."""
-        if not await self._waitaof():
+        if not self._waits_for_disk():
             return await command(self._client)
         assert isinstance(self._client, Redis)  # a Cluster never waits (see the docstring)
         # One connection for the delete and its waits: WAITAOF waits for its own writes.
@@ -151,18 +160,3 @@ class DurableDeletes:
             self._waits * self._wait_ms,
         )
         return reply
-
-    async def _waitaof(self) -> bool:
-        if isinstance(self._client, RedisCluster):
-            return False
-        now = self._clock()
-        if self._checked_at is None or now - self._checked_at > RECHECK_SECONDS:
-            async with self._lock:
-                if self._checked_at is None or now - self._checked_at > RECHECK_SECONDS:
-                    try:
-                        self._known = await read_persistence(self._client)
-                    except (RedisError, RedisClusterException, OSError):
-                        self._known = None  # the delete itself will say what is wrong
-                        return False
-                    self._checked_at = now
-        return self._known is not None and self._known.waitaof
