@@ -30,6 +30,8 @@ from campus.runtime.sdnotify import notify
 from campus.runtime.workers import supervise
 from campus.session.store import SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
+from campus.session.stores.redis import RedisStore
+from campus.session.stores.redis_durable import persistence_warning
 from campus.web.app import make_app
 from campus.web.services import Services, build_services
 
@@ -53,6 +55,20 @@ async def _check_store(store: SessionStore, timeout: float) -> None:
             store.name,
             exc or "timed out",
         )
+        return
+    if isinstance(store, RedisStore):
+        await _check_persistence(store, timeout)
+
+
+async def _check_persistence(store: RedisStore, timeout: float) -> None:
+    """One warning line when a crash of Redis could bring ended sessions back."""
+    try:
+        persistence = await asyncio.wait_for(store.persistence(), timeout)
+    except (StoreUnavailable, TimeoutError):
+        return  # it answered a moment ago; the next check is at the next start
+    warning = persistence_warning(persistence)
+    if warning is not None:
+        log.warning("%s", warning)
 
 
 def _sweeper(store: MemoryStore, metrics: Metrics | None) -> Callable[[], None]:

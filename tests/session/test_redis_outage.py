@@ -14,7 +14,7 @@ import pytest
 from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
 from campus.session.stores.redis import RedisStore, connect
-from tests.support.redis_topologies import Cluster
+from tests.support.redis_topologies import Cluster, cluster_ok, wait_for
 from tests.support.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test(timeout=30)  # some tests start and kill redis-servers
@@ -162,5 +162,76 @@ async def test_a_cluster_node_dies(own_cluster: Cluster, clock: ContractClock) -
                 await store.load(sid, touch=60)
         with pytest.raises(StoreUnavailable):
             await store.delete_user("ann@campus.test")  # her sessions span every node
+    finally:
+        await store.close()
+
+
+async def test_a_burst_on_a_cluster_while_a_node_restarts(
+    own_cluster: Cluster, clock: ContractClock
+) -> None:
+    """Logins at 9 a.m. while a node restarts: every operation succeeds or is StoreUnavailable.
+
+    With redis-py 8.1, a connection error on one node made the client close that node's idle
+    connections while other commands were taking them: some of those failed with
+    AttributeError ('NoneType' object has no attribute 'writelines'), a 500 to the user.
+    """
+    store = RedisStore(connect(own_cluster.url, timeout=1.0), clock=clock)
+    other: list[str] = []
+
+    async def visit(number: int) -> None:
+        sid, user = new_session_id(), f"user{number % 20}@campus.test"
+        try:
+            await store.create(sid, record(clock, user), ttl=60)
+            for _ in range(3):
+                await store.load(sid, touch=60)
+            await store.update(sid, encode_values({"n": number}), [], ttl=60, user=user)
+            await store.delete(sid)
+        except StoreUnavailable:
+            pass  # the node is down (or the machine too busy to answer in time): a 503
+        except Exception as exc:  # anything else would be a 500
+            other.append(repr(exc))
+
+    async def restart(node: RedisServer) -> None:
+        await asyncio.sleep(0.05)  # the burst is under way
+        await asyncio.to_thread(node.stop)
+        await asyncio.to_thread(node.start)
+
+    try:
+        await asyncio.gather(*(visit(n) for n in range(50)))  # every node's pool is warm
+        node = own_cluster.nodes[0]
+        await asyncio.gather(restart(node), *(visit(n) for n in range(400)))
+        assert other == []
+        # ... and once the Cluster says it is whole again, it serves again.
+        await asyncio.to_thread(
+            wait_for, lambda: cluster_ok(node.client()), "the Cluster to be whole again"
+        )
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:  # the client finds the node again at its next topology refresh
+            try:
+                await store.ping()
+                await store.create(new_session_id(), record(clock), ttl=60)
+                break
+            except StoreUnavailable:
+                assert asyncio.get_running_loop().time() < deadline, "the Cluster never recovered"
+                await asyncio.sleep(0.2)
+        await asyncio.gather(*(visit(n) for n in range(400)))
+        assert other == []
+    finally:
+        await store.close()
+
+
+async def test_concurrent_listings_on_a_cluster_stay_within_the_pools(
+    redis_cluster: Cluster, clock: ContractClock
+) -> None:
+    """A listing on a Cluster sends one command per session. Sent all at once, a dozen
+    listings of a user with 100 sessions took more connections than a node's pool holds
+    (redis-py's MaxConnectionsError, a 503); each command now waits for a slot."""
+    redis_cluster.flush()
+    store = RedisStore(connect(redis_cluster.url, timeout=5.0), clock=clock)
+    try:
+        for _ in range(100):
+            await store.create(new_session_id(), record(clock, user="ann@campus.test"), ttl=60)
+        listings = await asyncio.gather(*(store.sessions_of("ann@campus.test") for _ in range(12)))
+        assert [len(listing) for listing in listings] == [100] * 12
     finally:
         await store.close()

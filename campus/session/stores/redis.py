@@ -31,7 +31,7 @@ import hashlib
 import inspect
 import json
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
@@ -46,6 +46,7 @@ from campus.session.store import (
     decode_record,
     encode_record,
 )
+from campus.session.stores.redis_durable import DurableDeletes, Persistence, read_persistence
 from campus.session.stores.redis_reads import ReadPipeline
 from campus.session.stores.redis_scripts import (
     CREATE,
@@ -130,6 +131,8 @@ class RedisStore:
         self._peek = client.register_script(PEEK)
         self._reserve = client.register_script(RESERVE)
         self._give_back = client.register_script(GIVE_BACK)
+        # Session ends wait for the append-only file where the server can say (Redis 7.2+).
+        self._deletes = DurableDeletes(client)
         # Cluster clients route each key to its node: reads go through the client there.
         self._reads = (
             None if isinstance(client, RedisCluster) else ReadPipeline(client, self._timeout)
@@ -252,7 +255,7 @@ class RedisStore:
 
     async def delete(self, sid: str) -> None:
         # GETDEL, not DEL: the record names its user, whose index then drops it (logout).
-        raw = await self._call(self._redis.getdel(self.key(sid)))
+        raw = await self._call_durable(lambda: self._deletes.getdel(self.key(sid)))
         record = decode_record(raw) if raw is not None else None
         if record is not None and record.user is not None:
             await self._drop_from_index(record.user, [_digest(sid)])
@@ -262,7 +265,7 @@ class RedisStore:
         members: list[Any] = list(await self._call(self._redis.zrange(index, 0, -1)))
         members += await self._call(self._redis.smembers(legacy))
         keys = sorted({self._prefix + _text(m) for m in members})
-        deleted: int = await self._call(self._redis.delete(*keys)) if keys else 0
+        deleted: int = await self._call_durable(lambda: self._deletes.delete(*keys)) if keys else 0
         await self._call(self._redis.delete(index, legacy))
         return deleted
 
@@ -278,8 +281,8 @@ class RedisStore:
         gone: list[str] = []
         keys = [self._prefix + m for m in members]
         replies: list[Any]
-        if self._cluster:  # one command per session, each on its own node
-            peeks = await self._call(asyncio.gather(*(self._peek(keys=[k]) for k in keys)))
+        if self._cluster:  # one command per session, each on its own node, each in a slot
+            peeks = await asyncio.gather(*(self._call(self._peek(keys=[k])) for k in keys))
             raws, ttls = [p[0] for p in peeks], [p[1] for p in peeks]
         else:  # every session in one round trip
             pipe = self._redis.pipeline(transaction=False)
@@ -307,7 +310,8 @@ class RedisStore:
         mine = sorted(members.intersection(refs))
         if not mine:
             return 0
-        ended: int = await self._call(self._redis.delete(*(self._prefix + m for m in mine)))
+        keys = [self._prefix + m for m in mine]
+        ended: int = await self._call_durable(lambda: self._deletes.delete(*keys))
         await self._drop_from_index(user, mine)
         return ended
 
@@ -328,6 +332,10 @@ class RedisStore:
         except (TimeoutError, RedisError, OSError) as exc:
             raise _unavailable(exc, self._timeout) from None
 
+    async def persistence(self) -> Persistence | None:
+        """What the server keeps across a crash (None: INFO is refused); see redis_durable.py."""
+        return await self._call(read_persistence(self._redis))
+
     async def close(self) -> None:
         if self._reads is not None:
             await self._reads.close()
@@ -345,14 +353,21 @@ class RedisStore:
             except StopAsyncIteration:
                 return
 
-    async def _call(self, awaitable: Awaitable[T]) -> T:
+    async def _call_durable(self, delete: Callable[[], Awaitable[T]]) -> T:
+        """A delete that ends sessions: where the server can say when it is on the disk, it
+        waits for that (redis_durable.py), with a deadline that much longer."""
+        await self._call(self._deletes.refresh())  # INFO, once a minute: a plain deadline
+        return await self._call(delete(), extra=self._deletes.wait_budget)
+
+    async def _call(self, awaitable: Awaitable[T], *, extra: float = 0.0) -> T:
+        deadline = None if self._timeout is None else self._timeout + extra
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(deadline):
                 async with self._slots:
                     return await awaitable
         except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
             # RedisClusterException is not a RedisError: e.g. no node of the Cluster answers.
-            raise _unavailable(exc, self._timeout) from None
+            raise _unavailable(exc, deadline) from None
         finally:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # never started when the deadline passed waiting for a slot
@@ -399,7 +414,8 @@ def _unavailable(exc: BaseException, timeout: float | None) -> StoreUnavailable:
     if isinstance(exc, TimeoutError):  # the deadline's, not redis-py's own TimeoutError
         return StoreUnavailable(f"redis: no answer within {timeout}s")
     message = " ".join(str(exc).split())  # Sentinel's lists every client's repr
-    return StoreUnavailable(f"redis: {message[:200]}")
+    # Some say nothing at all (redis-py's MaxConnectionsError): their name is the message.
+    return StoreUnavailable(f"redis: {message[:200] or type(exc).__name__}")
 
 
 def _text(value: Any) -> str:

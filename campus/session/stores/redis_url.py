@@ -161,7 +161,7 @@ def connect(url: str, *, timeout: float) -> Redis | RedisCluster:
         return Redis.from_pool(pool)
     credentials: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.kind == "sentinel":
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             list(target.nodes),
             sentinel_kwargs=bounded,  # else redis-py's default: retries with backoff (seconds)
         )
