@@ -17,6 +17,8 @@ from campus.accounts.users import UserDirectory
 REPO = Path(__file__).resolve().parent.parent
 #: Long enough, and on no list of common passwords.
 STRONG = "mauve-lantern-orbit-42"
+#: What `users add` and `users remove` end with.
+FOLLOW = "running servers follow the change within 2 s, without a restart"
 
 
 class Run:
@@ -70,7 +72,7 @@ def test_add_then_list(campus: Campus, users_file: Path) -> None:
     stdin = "s3cret-" + STRONG + "\n"
     added = campus("users", "add", "Zed@Example.com", "--password-stdin", stdin=stdin)
     assert (added.code, added.err) == (0, "")
-    assert added.out == f"added zed@example.com to {users_file}\n"
+    assert added.out == f"added zed@example.com to {users_file}\n{FOLLOW}\n"
     named = campus("users", "add", "ann@example.com", "--name", "Ann A", "--password-stdin",
                    stdin=STRONG + "\r\n")  # fmt: skip
     assert named.code == 0, named.err
@@ -130,7 +132,13 @@ def test_remove(campus: Campus, users_file: Path) -> None:
     campus("users", "add", "a@b.c", "--password-stdin", stdin=STRONG + "\n")
     campus("users", "add", "d@e.f", "--password-stdin", stdin=STRONG + "\n")
     removed = campus("users", "remove", "A@B.C")
-    assert (removed.code, removed.out, removed.err) == (0, "removed a@b.c\n", "")
+    assert (removed.code, removed.err) == (0, "")
+    assert removed.out.splitlines() == [
+        f"removed a@b.c from {users_file}",
+        "the memory store lives in the server process: the running server ends the user's"
+        " sessions within 2 s",
+        FOLLOW,
+    ]
     assert campus("users", "list").out == "d@e.f\t\n"
 
 

@@ -6,6 +6,7 @@ Building them does no network I/O: the Redis store connects on first use.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -14,14 +15,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from campus.accounts.users import UserDirectory, normalize_email, password_hasher
+from campus.accounts.users import (
+    UserDirectory,
+    UsersFileFollower,
+    normalize_email,
+    password_hasher,
+)
 from campus.config import Config
 from campus.observability.metrics import Metrics, timed_store
 from campus.session import CookiePolicy, SessionManager
-from campus.session.store import Clock, SessionStore
+from campus.session.store import Clock, SessionStore, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.web.express import ExpressSessions
+
+log = logging.getLogger("campus")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +49,20 @@ def build_store(config: Config, *, clock: Clock = time.time) -> SessionStore:
     return MemoryStore(max_sessions=config.session.max_sessions, clock=clock)
 
 
+#: The session key that holds its user: the user's key (the normalised email). Never a copy
+#: of the record: the users file is read for it on every request, so a change shows at once.
+USER = "user"
+
+
 def session_user(data: Mapping[str, Any]) -> str | None:
-    """Whose session this is, for "log out everywhere": the logged-in user's email."""
-    user = data.get("user")
+    """Whose session this is: the key stored at login (also for "log out everywhere").
+
+    A session made by campus 0.2 holds a copy of the whole record instead: its email is
+    the key, and nothing else of that copy is ever read.
+    """
+    user = data.get(USER)
+    if isinstance(user, str):
+        return user
     email = user.get("email") if isinstance(user, dict) else None
     return normalize_email(email) if isinstance(email, str) else None
 
@@ -103,8 +122,41 @@ def _yield_to_the_event_loop() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
 
 
+def shipped_users_file(config: Config) -> str:
+    """The development users file under the root: whatever shares its hashes is the demo."""
+    return os.path.join(config.server.root, "config", "users.dev.json")
+
+
+def follow_users_file(services: Services) -> UsersFileFollower:
+    """The users file followed in this process: users it no longer holds lose their sessions.
+
+    Every process ends them (each may be the only one whose file changed); a store that does
+    not answer leaves each to end at its next request, when the user is not found.
+    """
+    store = services.sessions.store
+
+    async def end_sessions(keys: set[str]) -> None:
+        ended = 0
+        try:
+            for key in sorted(keys):
+                ended += await store.delete_user(key)
+        except StoreUnavailable as exc:
+            log.warning(
+                "the sessions of %d removed user(s) could not be ended now (%s): each ends at"
+                " its next request",
+                len(keys),
+                exc,
+            )
+        if services.metrics is not None:
+            services.metrics.session_destroyed("removed", ended)
+        if ended:
+            log.info("ended %d session(s) of %d removed user(s)", ended, len(keys))
+
+    return UsersFileFollower(services.users, on_removed=end_sessions)
+
+
 def build_services(config: Config, *, clock: Clock = time.time) -> Services:
-    """Everything handlers need. Raises UsersError for a broken users file."""
+    """Everything handlers need. Raises UsersError for a users file this process refuses."""
     # Argon2 releases the GIL: one thread per core keeps logins off the event loop.
     executor = ThreadPoolExecutor(
         max_workers=os.cpu_count() or 2,
@@ -112,7 +164,13 @@ def build_services(config: Config, *, clock: Clock = time.time) -> Services:
         initializer=_yield_to_the_event_loop,
     )
     users = UserDirectory.load(
-        config.users.file, executor=executor, hasher=password_hasher(config.users.argon2)
+        config.users.file,
+        executor=executor,
+        hasher=password_hasher(config.users.argon2),
+        # Production: no file is a mistake, and so is the published demo account, at
+        # startup and in any version of the file loaded later.
+        required=config.production,
+        refuse_demo_of=shipped_users_file(config) if config.production else None,
     )
     store = build_store(config, clock=clock)
     metrics = Metrics() if config.metrics.enabled else None
