@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import copy
 import dataclasses
 import logging
 import secrets
@@ -38,6 +37,7 @@ from campus.accounts.records import (
     FileVersion,
     StrPath,
     UsersError,
+    hash_parameters,
     parse_records,
     read_records,
     read_version,
@@ -77,12 +77,8 @@ def _cost(params: argon2.Parameters) -> tuple[int, int, int]:
 
 def slowest_parameters(hashes: Iterable[str]) -> argon2.Parameters | None:
     """The slowest parameter set among these hashes; None for none."""
-    found: dict[str, argon2.Parameters] = {}
-    for password_hash in hashes:
-        prefix = password_hash.rsplit("$", 2)[0]  # $argon2id$v=19$m=...,t=...,p=...
-        if prefix not in found:
-            found[prefix] = argon2.extract_parameters(password_hash)
-    return max(found.values(), key=_cost, default=None)
+    found = (hash_parameters(password_hash) for password_hash in hashes)
+    return max((params for params in found if params is not None), key=_cost, default=None)
 
 
 def verify(password_hash: str, password: bytes) -> bool:
@@ -165,15 +161,16 @@ class UserDirectory:
         return self._snapshot.users.get(normalize_email(email))
 
     def build(self, records: list[dict[str, Any]], version: FileVersion = MISSING) -> Snapshot:
-        """A snapshot of validated records. Costs a hash when the slowest parameters change.
+        """A snapshot of validated records, which it takes over (they must not change after).
+        Costs a hash when the slowest parameters change.
 
         Thread-safe (reloads run it off the event loop); raises UsersError for a file this
         process must refuse (the demo account, where refused).
         """
         users = {}
-        for record in records:
+        for record in records:  # taken over: the public records share their values
             key = normalize_email(record["email"])
-            users[key] = User(key, copy.deepcopy(public(record)), record["password_hash"])
+            users[key] = User(key, public(record), record["password_hash"])
         if self.refuse_demo_of is not None:
             demo = demo_accounts(users.values(), self.refuse_demo_of)
             if demo:

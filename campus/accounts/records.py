@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ def plausible_email(email: str) -> str:
         problem = "no '@'"
     elif not local or not domain:
         problem = "empty part before or after '@'"
-    elif any(ch.isspace() or not ch.isprintable() for ch in normal):
+    elif " " in normal or not normal.isprintable():  # any other space is not printable
         problem = "whitespace or control characters inside"
     elif len(normal) > MAX_EMAIL:
         problem = f"longer than {MAX_EMAIL} characters"
@@ -75,15 +76,30 @@ def plausible_email(email: str) -> str:
     raise UsersError(f"invalid email {show(email)}: {problem}")
 
 
+#: An Argon2id hash in PHC form: the parameters, then the salt and the hash in base64.
+_ARGON2ID = re.compile(
+    r"(\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)"
+)
+#: Parameters by the hash's parameter part and the lengths of its salt and hash: a file holds
+#: a handful of parameter sets, and parsing each hash would cost a reload of a large file.
+_PARAMETERS: dict[tuple[str, int, int], argon2.Parameters] = {}
+
+
 def hash_parameters(value: Any) -> argon2.Parameters | None:
     """The parameters of an Argon2id hash string, or None if it is not one."""
-    if not isinstance(value, str) or not value.startswith("$argon2id$"):
+    match = _ARGON2ID.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         return None
-    try:
-        params = argon2.extract_parameters(value)
-    except InvalidHashError:
-        return None
-    return params if params.type is argon2.Type.ID else None
+    key = (match[1], len(match[2]), len(match[3]))
+    params = _PARAMETERS.get(key)
+    if params is None:
+        try:
+            params = argon2.extract_parameters(value)
+        except InvalidHashError:
+            return None
+        if len(_PARAMETERS) < 64:  # hand-edited files could hold any number of sets
+            _PARAMETERS[key] = params
+    return params
 
 
 def password_hasher(params: Argon2Params) -> PasswordHasher:
