@@ -306,3 +306,41 @@ def test_each_worker_follows_the_file(users_path: Path, tmp_path: Path) -> None:
         log = campus.stop()
         server.stop()
     assert "Traceback" not in log
+
+
+def test_a_server_behind_looks_again_before_it_ends_a_new_users_session(
+    users_path: Path, tmp_path: Path
+) -> None:
+    """Two processes on one Redis poll the file each on its own clock. Carl signs in on the
+    one that saw him first; the other, asked before its own poll, looks at the file again
+    instead of taking him for a removed user."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = campus_env(
+        CAMPUS_USERS_FILE=str(users_path),
+        CAMPUS_STORE="redis",
+        CAMPUS_REDIS_URL=server.url,
+        CAMPUS_LOGIN_MAX_FAILURES="1000",  # the attempts before the first one knows Carl
+    )
+    site = Site(env, 2)
+    try:
+        carl = {"email": "carl@campus.test", "name": "Carl", "roles": []}
+        write_users(users_path, [ANN, BOB, carl])
+        login = {"email": "carl@campus.test", "password": PASSWORD}
+        first: list[Campus] = []
+
+        def signed_in_somewhere() -> bool:
+            for campus in site.servers:
+                if campus.request("/login", login)[0] == 200:
+                    first.append(campus)
+                    return True
+            return False
+
+        wait_for(signed_in_somewhere, "Carl's first sign-in")
+        (other,) = [campus for campus in site.servers if campus is not first[0]]
+        other.cookie = first[0].cookie
+        assert other.request("/api/me")[2] == {"user": carl}  # at once
+    finally:
+        log = site.stop()
+        server.stop()
+    assert "Traceback" not in log

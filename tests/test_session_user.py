@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPResponse
 
+from campus.accounts.follow import UsersFileFollower
+from campus.config import Config
 from campus.session.store import SessionRecord, encode_values, new_session_id
 from campus.web.services import Services
-from tests.conftest import PASSWORD, USERS, Fetch, session_cookie
+from tests.conftest import CHEAP_HASHER, PASSWORD, USERS, Fetch, make_config, session_cookie
 
 pytestmark = pytest.mark.gen_test
 
@@ -23,6 +26,16 @@ ANN, BOB = USERS  # the suite's users file: Ann (student) and Bob (staff)
 @pytest.fixture(autouse=True)
 def both_stores(store_kind: str) -> None:
     """Every test here runs on the memory store and on Redis."""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """A users file of each test's own (the suite's Ann and Bob), which a test may change."""
+    path = tmp_path / "users.json"
+    path.write_text(
+        json.dumps([{**u, "password_hash": CHEAP_HASHER.hash(PASSWORD)} for u in USERS])
+    )
+    return make_config(path)
 
 
 async def log_in(fetch: Fetch, email: str = "ann@campus.test") -> str:
@@ -117,3 +130,28 @@ async def test_what_a_stored_session_says_of_its_user(
         assert await store.delete_user("ann@campus.test") == 1  # log out everywhere
     else:
         assert await store.load(sid, touch=None) is None
+
+
+async def test_a_sign_in_newer_than_the_last_look_makes_the_process_look_again(
+    fetch: Fetch, services: Services, config: Config
+) -> None:
+    """Carl was added and signed in on another worker, which polled the file first: this
+    process looks at the file again rather than end his session. Dave, who is in no version
+    of the file, is looked for too, and his session ends."""
+    UsersFileFollower(services.users)  # attached, not started: no poll unless asked
+    carl = {"email": "carl@campus.test", "name": "Carl"}
+    path = Path(config.users.file)
+    records = json.loads(path.read_text())
+    path.write_text(json.dumps([*records, {**carl, "password_hash": CHEAP_HASHER.hash("x")}]))
+    assert services.users.get("carl@campus.test") is None  # not read yet
+    store, expires = services.sessions.store, int(time.time()) + 3600
+    cookies = {}
+    for email in ("carl@campus.test", "dave@campus.test"):
+        sid = new_session_id()
+        data = {"user": email, "signin": {"at": int(time.time()), "address": "::1", "agent": "x"}}
+        await store.create(sid, SessionRecord(encode_values(data), expires, email), ttl=600)
+        cookies[email] = services.sessions.signer.sign("campus.sid", sid)
+    response = await me(fetch, cookies["carl@campus.test"])
+    assert (response.code, json.loads(response.body)) == (200, {"user": carl})
+    assert (await me(fetch, cookies["dave@campus.test"])).code == 401
+    assert await store.count() == 1

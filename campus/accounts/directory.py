@@ -19,7 +19,8 @@ import concurrent.futures
 import dataclasses
 import logging
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ class UserDirectory:
         self._upgrade_blocked = False
         self._snapshot = Snapshot({}, "")  # replaced at once: build() may reuse its dummy
         self._snapshot = self.build(records or [], version)
+        #: When the file was last looked at (wall clock): a load, or a poll of its follower.
+        self.checked_at = time.time()
+        self._look_now: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     def load(
@@ -159,6 +163,17 @@ class UserDirectory:
     def find(self, email: str) -> User | None:
         """The user with this email, however it is spelled."""
         return self._snapshot.users.get(normalize_email(email))
+
+    def follow_with(self, look: Callable[[], Awaitable[None]]) -> None:
+        """What :meth:`look_again` awaits: the follower's poll."""
+        self._look_now = look
+
+    async def look_again(self) -> None:
+        """Look at the file now, before a user signed in since the last look is taken for
+        gone: that sign-in may have read a version this process has not (another worker
+        that polled first, another machine whose copy changed first)."""
+        if self._look_now is not None:
+            await self._look_now()
 
     def build(self, records: list[dict[str, Any]], version: FileVersion = MISSING) -> Snapshot:
         """A snapshot of validated records, which it takes over (they must not change after).

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from campus.accounts.directory import Snapshot, UserDirectory
@@ -55,6 +56,8 @@ class UsersFileFollower:
         self._failure: str | None = None  # the failure last reported
         self._task: asyncio.Task[None] | None = None
         self._endings: set[asyncio.Task[None]] = set()  # strong references until done
+        self._polling = asyncio.Lock()  # the timer's polls and look_again's, one at a time
+        directory.follow_with(self.poll)
 
     def start(self) -> None:
         """Poll from now on, in the running event loop."""
@@ -78,13 +81,19 @@ class UsersFileFollower:
 
     async def poll(self) -> None:
         """Look at the file once; load it if it changed. Never raises."""
+        async with self._polling:
+            await self._poll()
+
+    async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
+        started = time.time()
         try:
             self._seen, outcome = await loop.run_in_executor(None, self._look, self._seen)
         except Exception as exc:  # a bug: reported like a failure, the poll goes on
             if self._report(f"{type(exc).__name__}: {exc}"):
                 log.exception("users file not reloaded")
             return
+        self.directory.checked_at = started
         if isinstance(outcome, UsersError):
             if self._report(str(outcome)):
                 log.error(

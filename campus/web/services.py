@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from campus.accounts.signin import SIGN_IN
 from campus.accounts.users import (
     UserDirectory,
     UsersFileFollower,
@@ -120,6 +121,13 @@ def _yield_to_the_event_loop() -> None:
     """
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: no harm
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
+def signed_in_at(data: Mapping[str, Any]) -> float:
+    """When the session signed in (epoch seconds; 0 when it does not say)."""
+    facts = data.get(SIGN_IN)
+    at = facts.get("at") if isinstance(facts, dict) else None
+    return float(at) if isinstance(at, int | float) else 0.0
 
 
 def shipped_users_file(config: Config) -> str:

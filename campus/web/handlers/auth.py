@@ -20,7 +20,7 @@ from campus.session import SessionMixin, StoreUnavailable
 from campus.session.cookie import cookie_from_headers
 from campus.web.express import express_email
 from campus.web.handlers.base import ApiError, BaseHandler
-from campus.web.services import USER, session_user
+from campus.web.services import USER, session_user, signed_in_at
 
 MAX_BODY = 64 * 1024
 
@@ -31,22 +31,29 @@ class SessionHandler(SessionMixin, BaseHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
-        user = self.session_user()
+        user = await self.session_user()
         if user is None:
             user = await self._carry_over_express()
         self.current_user = user
 
-    def session_user(self) -> User | None:
+    async def session_user(self) -> User | None:
         """The signed-in user, by the key the session holds: a dictionary lookup, no I/O.
 
-        A session whose user is no longer in the users file ends here: it is destroyed (the
+        A session whose user is not in the users file ends here: it is destroyed (the
         record is deleted and the cookie expired as the response goes out), whatever else
-        it held, and the request goes on without a user (401 where one is needed).
+        it held, and the request goes on without a user (401 where one is needed). Unless it
+        signed in since this process last looked at the file: the file is looked at again
+        first, as that sign-in may have read a newer version (another worker's, or another
+        machine's copy).
         """
         if USER not in self.session:
             return None
         key = session_user(self.session)
-        user = None if key is None else self.services.users.get(key)
+        users = self.services.users
+        user = None if key is None else users.get(key)
+        if user is None and key is not None and signed_in_at(self.session) + 1 > users.checked_at:
+            await users.look_again()
+            user = users.get(key)
         if user is None:
             self.session.destroy()
             count_sessions_destroyed(self.settings, "removed")
