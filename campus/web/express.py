@@ -28,6 +28,7 @@ from urllib.parse import unquote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
+from campus.accounts.users import MAX_EMAIL
 from campus.session.store import Clock, StoreUnavailable, encode_values
 
 #: express-session cookies are ~80 characters; anything much longer is not worth an HMAC.
@@ -112,7 +113,8 @@ def express_email(fields: dict[str, Any]) -> str | None:
     """
     user = fields.get("user")
     email = user.get("email") if isinstance(user, dict) else None
-    return email if isinstance(email, str) else None
+    # Longer than any address: nobody's, and not worth normalising.
+    return email if isinstance(email, str) and len(email) <= MAX_EMAIL else None
 
 
 def _alive(expires: object, now: float) -> bool:
