@@ -23,11 +23,9 @@ from tornado.ioloop import IOLoop
 
 from campus.accounts.users import UserDirectory
 from campus.config import Argon2Params, Config, RedisConfig, SessionConfig, UsersConfig
-from campus.session.store import SessionRecord, SessionStore, StoreUnavailable
-from campus.session.stores.memory import MemoryStore
-from campus.session.stores.redis import RedisStore, connect
+from campus.session.store import SessionRecord, SessionStore, StoreUnavailable, UserSessions
 from campus.web.app import make_app
-from campus.web.services import Services, build_sessions
+from campus.web.services import Services, build_sessions, build_store
 from tests.support.servers import REPO, RedisServer
 
 if TYPE_CHECKING:
@@ -102,10 +100,13 @@ def make_config(
 
 
 def make_store(config: Config, clock: Callable[[], float]) -> SessionStore:
-    if config.session.store == "redis":
-        client = connect(config.redis.url, timeout=config.redis.timeout)
-        return RedisStore(client, prefix=config.redis.prefix, clock=clock)
-    return MemoryStore(max_sessions=config.session.max_sessions, clock=clock)
+    return build_store(config, clock=clock)
+
+
+def user_index(store: SessionStore) -> UserSessions:
+    """The store's per-user index (count, log out everywhere): both campus stores have one."""
+    assert isinstance(store, UserSessions), f"the {store.name} store has no per-user index"
+    return store
 
 
 def make_services(config: Config, clock: Callable[[], float]) -> Services:

@@ -675,3 +675,26 @@ def test_malformed_single_server_urls(url: str, expected: str) -> None:
     message = error(environ={"CAMPUS_REDIS_URL": url})
     assert message.startswith("CAMPUS_REDIS_URL:") and expected in message.lower()
     assert "tiny-secret-value" not in message
+
+
+# --- device binding ----------------------------------------------------------------------
+
+
+def test_device_binding_is_optional_by_default_and_takes_the_three_modes(tmp_path: Path) -> None:
+    assert load(environ={}).session.device_binding == "optional"
+    production = load(environ={}, env="production", signing=False)
+    assert production.session.device_binding == "optional"
+    for mode in ("off", "Optional", "REQUIRED"):
+        environ = {"CAMPUS_SESSION_DEVICE_BINDING": mode}
+        assert load(environ=environ).session.device_binding == mode.lower()
+    path = write(tmp_path / "c.toml", '[session]\ndevice_binding = "required"\n')
+    assert load(environ={}, config_file=path).session.device_binding == "required"
+
+
+def test_a_device_binding_mode_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    message = error(environ={"CAMPUS_SESSION_DEVICE_BINDING": "always"})
+    assert message == (
+        "CAMPUS_SESSION_DEVICE_BINDING: must be off, optional or required, got 'always'"
+    )
+    path = write(tmp_path / "c.toml", "[session]\ndevice_binding = true\n")
+    assert error(config_file=path).startswith(f"{path}: session.device_binding: expected ")

@@ -41,7 +41,15 @@ from campus.session.stores.redis import RedisStore
 from campus.web.app import make_app
 from campus.web.express import ExpressSessions, express_email
 from campus.web.services import Services, build_express, build_sessions
-from tests.conftest import PASSWORD, Fetch, closing_store, make_config, make_store, session_cookie
+from tests.conftest import (
+    PASSWORD,
+    Fetch,
+    closing_store,
+    make_config,
+    make_store,
+    session_cookie,
+    user_index,
+)
 from tests.support.servers import REPO, Campus, RedisServer, production_env
 
 APP_DIR = REPO / "tests" / "express"
@@ -353,17 +361,21 @@ async def test_the_carried_session_is_like_a_login(
     record = await store.load(sid, touch=None)
     assert record is not None
     data = record.decoded()
+    # Like a login, the carry-over offers device binding: one registration challenge (hashed).
+    offered = [key for key in data if key.startswith("device_challenge:")]
+    assert len(offered) == 1 and "Secure-Session-Registration" in response.headers
     # The user's key, never a copy of the record; the cart comes along (not `cookie`); the
     # sign-in facts of this request, as a login records them, for "Your sessions".
-    assert data.keys() == {"user", "cart", "signin"}
-    assert (data["user"], data["cart"]) == ("ann@campus.test", ["pen", 2])
+    carried = {key: value for key, value in data.items() if key not in offered}
+    assert carried.keys() == {"user", "cart", "signin"}
+    assert (carried["user"], carried["cart"]) == ("ann@campus.test", ["pen", 2])
     assert data["signin"]["address"] == "127.0.0.1" and abs(data["signin"]["at"] - clock()) < 5
     # Its absolute deadline counts from the carry-over, as if Ann had logged in just now.
     absolute = services.config.session.absolute_timeout
     assert abs(record.expires - (clock() + absolute)) <= 2
     assert record.user == "ann@campus.test"
     # Ann's index holds it: "log out everywhere" reaches carried sessions too.
-    assert await store.delete_user("ann@campus.test") == 1
+    assert await user_index(store).delete_user("ann@campus.test") == 1
     assert (await fetch("/api/me", campus=campus_cookie)).code == 401
 
 
@@ -416,7 +428,7 @@ async def test_only_users_of_the_users_file_are_carried_over(
         assert session_cookie(response) is None and expires_express_cookie(response)
         assert not redis_db.exists(express_key(cookie))
         assert (await fetch("/api/sessions", express=cookie)).code == 401
-    assert await services.sessions.store.count() == 0
+    assert await user_index(services.sessions.store).count() == 0
 
 
 @pytest.mark.gen_test
@@ -435,7 +447,9 @@ async def test_nothing_of_the_express_record_reaches_api_me(
     assert json.loads((await fetch("/api/me", campus=campus_cookie)).body) == {"user": ANN}
     sessions = json.loads((await fetch("/api/sessions", campus=campus_cookie)).body)["sessions"]
     assert len(sessions) == 1 and sessions[0]["current"]  # "Your sessions" lists it
-    assert await services.sessions.store.delete_user("ann@campus.test") == 1  # and revokes it
+    assert (
+        await user_index(services.sessions.store).delete_user("ann@campus.test") == 1
+    )  # and revokes it
 
 
 # --- what is anonymous -------------------------------------------------------------------
@@ -551,7 +565,7 @@ async def test_two_requests_racing_with_one_cookie_carry_it_over_once(
     cookie = express.login()
     responses = await asyncio.gather(*(fetch("/api/me", express=cookie) for _ in range(4)))
     assert sorted(r.code for r in responses) == [200, 401, 401, 401]
-    assert await services.sessions.store.count() == 1
+    assert await user_index(services.sessions.store).count() == 1
 
 
 @pytest.mark.gen_test
@@ -595,7 +609,7 @@ async def test_logging_in_on_campus_with_an_express_cookie_keeps_one_session(
     assert json.loads(response.body)["user"]["email"] == "bob@campus.test"
     assert expires_express_cookie(response)
     assert not redis_db.exists(express_key(cookie))
-    assert await services.sessions.store.count() == 1  # Bob's; Ann's carried one went
+    assert await user_index(services.sessions.store).count() == 1  # Bob's; Ann's carried one went
 
 
 @pytest.mark.session_config(save_uninitialized=True)
@@ -604,13 +618,13 @@ async def test_an_anonymous_campus_session_gives_way_to_the_express_login(
     express: ExpressApp, fetch: Fetch, services: Services
 ) -> None:
     first = session_cookie(await fetch("/api/me"))  # stored although empty
-    assert first and await services.sessions.store.count() == 1
+    assert first and await user_index(services.sessions.store).count() == 1
     cookie = express.login()
     response = await fetch("/api/me", campus=first, express=cookie)
     assert json.loads(response.body) == {"user": ANN}
     second = session_cookie(response)
     assert second and campus_sid(services, second) != campus_sid(services, first)
-    assert await services.sessions.store.count() == 1  # the anonymous one is gone
+    assert await user_index(services.sessions.store).count() == 1  # the anonymous one is gone
 
 
 @pytest.mark.gen_test
@@ -623,7 +637,7 @@ async def test_logout_ends_the_express_session_too(
     assert expires_express_cookie(response)
     assert not redis_db.exists(express_key(cookie))
     assert (await fetch("/api/me", express=cookie)).code == 401
-    assert await services.sessions.store.count() == 0
+    assert await user_index(services.sessions.store).count() == 0
 
 
 @pytest.fixture

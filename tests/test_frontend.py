@@ -19,6 +19,7 @@ from tornado.tcpclient import TCPClient
 
 from campus.session.store import new_session_id
 from campus.web.app import make_app
+from campus.web.handlers.spa import has_extension
 from campus.web.services import Services, build_sessions
 from tests.conftest import DownStore, Fetch, session_cookie
 
@@ -30,6 +31,19 @@ ROBOTS = b"User-agent: *\nDisallow:\n"
 FAVICON = b"\x00\x00\x01\x00fake-icon"
 STATIC_SAME = b"same.txt from static/\n"
 DIST_SAME = b"same.txt from dist/\n"
+SECURITY_TXT = b"Contact: mailto:security@campus.test\n"
+#: Files in dist/ that are not the app's: served, each would answer SECRET.
+NOT_THE_APPS = [
+    "campus-0.2.0.tar.gz",
+    "campus-0.2.0-py3-none-any.whl",
+    "app.js.bak",
+    "backup.zip",
+    ".env",
+    ".git/config",
+    ".git/HEAD.txt",
+    "LICENSE",
+    "server.py",
+]
 
 
 @pytest.fixture
@@ -51,6 +65,14 @@ def root(tmp_path: Path) -> Path:
     (dist / "leak").symlink_to(tmp_path / "secret")
     (dist / "up").symlink_to(tmp_path, target_is_directory=True)
     (static / "abs.txt").symlink_to("/etc/passwd")
+    # not the app's, though inside its folders: build artefacts, hidden files, backups
+    for name in NOT_THE_APPS:
+        (dist / name).parent.mkdir(parents=True, exist_ok=True)
+        (dist / name).write_bytes(SECRET)
+    (static / ".hidden.txt").write_bytes(SECRET)
+    (dist / "bundle.js").symlink_to(dist / "campus-0.2.0.tar.gz")  # a web name, not a web file
+    (static / ".well-known").mkdir()
+    (static / ".well-known" / "security.txt").write_bytes(SECURITY_TXT)
     # a sibling whose name starts like a root's: a prefix check must not accept it
     (tmp_path / "dist-evil").mkdir()
     (tmp_path / "dist-evil" / "x.txt").write_bytes(SECRET)
@@ -179,6 +201,42 @@ async def test_missing_files_with_an_extension_are_json_404(fetch: Fetch, path: 
     response = await fetch(path)
     assert_json_404(response)
     assert SECRET not in response.body
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/campus-0.2.0.tar.gz",
+        "/campus-0.2.0-py3-none-any.whl",
+        "/app.js.bak",
+        "/backup.zip",
+        "/.env",
+        "/.git/config",
+        "/.git/HEAD.txt",
+        "/LICENSE",
+        "/server.py",
+        "/.hidden.txt",
+        "/bundle.js",
+        "/%2egit/config",
+    ],
+)
+@pytest.mark.gen_test
+async def test_what_is_not_the_apps_is_never_served(fetch: Fetch, path: str) -> None:
+    """Only web files leave static/ and dist/: a build artefact or a hidden file is a 404
+    (or, without an extension, the shell), never its content."""
+    for method in ("GET", "HEAD"):
+        response = await fetch(path, method=method)
+        assert SECRET not in response.body
+        if has_extension(path):
+            assert response.code == 404, (method, path, response.code)
+        else:
+            assert response.code == 200 and response.body in (INDEX, b"")
+
+
+@pytest.mark.gen_test
+async def test_the_well_known_folder_is_served(fetch: Fetch) -> None:
+    response = await fetch("/.well-known/security.txt")
+    assert (response.code, response.body) == (200, SECURITY_TXT)
 
 
 @pytest.mark.gen_test

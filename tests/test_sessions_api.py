@@ -136,8 +136,9 @@ async def test_the_listing_shows_every_session_newest_first(
     assert [s["current"] for s in listed] == [False, True]
     assert {s["address"] for s in listed} == {"127.0.0.1"}
     assert set(listed[0]) == {
-        "handle", "current", "created", "last_active", "expires", "address", "agent"
+        "handle", "current", "created", "last_active", "expires", "address", "agent", "bound"
     }  # fmt: skip
+    assert [s["bound"] for s in listed] == [False, False]  # no DBSC client here
     newest, mine = listed
     assert mine["created"] < newest["created"] <= before
     assert before - 1 <= mine["last_active"] <= before + 1  # this very request

@@ -58,6 +58,7 @@ def check(values: Values, *, production: bool, signing: bool = True) -> None:
     # Browsers send origins in lower case.
     _normalize(values, "server", "allowed_origins", lambda v: tuple(o.lower() for o in v))
     _normalize(values, "session", "same_site", str.lower)
+    _normalize(values, "session", "device_binding", str.lower)
     require("server", "port", lambda v: 0 <= v <= 65535, "must be 0..65535 (0: any free port)")
     require("server", "allowed_origins", _all(_ORIGIN), "want scheme://host[:port] each")
     require("session", "store", ("memory", "redis").__contains__, "must be memory or redis")
@@ -66,6 +67,12 @@ def check(values: Values, *, production: bool, signing: bool = True) -> None:
         "same_site",
         ("strict", "lax", "none").__contains__,
         "must be strict, lax or none",
+    )
+    require(
+        "session",
+        "device_binding",
+        ("off", "optional", "required").__contains__,
+        "must be off, optional or required",
     )
     require("session", "domain", _DOMAIN.fullmatch, "must be a host name or empty")
     require("session", "cookie_name", _TOKEN.fullmatch, "must be a cookie name (RFC 6265 token)")

@@ -73,6 +73,8 @@ class SessionConfig:
     rolling: bool = True
     save_uninitialized: bool = False
     max_sessions: int = 100000
+    # Device-bound sessions (DBSC): "off", "optional" (bind when the browser can) or "required".
+    device_binding: Literal["off", "optional", "required"] = "optional"
 
 
 @dataclass(frozen=True, slots=True)

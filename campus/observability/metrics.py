@@ -13,6 +13,10 @@ bounded (routes by their pattern, methods from a fixed list, store operations by
   to ``campus_store_failures_total{operation,store}``.
 - Sessions: ``campus_sessions_created_total``, ``campus_sessions_destroyed_total{cause}``
   (regenerate, logout, expiry, user, revoke), counted where the cause is known.
+- Device-bound sessions (DBSC): ``campus_device_binding_registrations_total``,
+  ``campus_device_binding_refreshes_total``, ``campus_device_binding_failed_proofs_total
+  {endpoint,reason}``, ``campus_device_binding_skipped_total{reason}`` (the browser's
+  ``Secure-Session-Skipped`` reports) and ``campus_device_binding_refused_total{cause}``.
 - The process collector: ``campus_process_*`` (CPU, memory, descriptors) in one-process mode.
 
 Several processes behind one port (``[server] processes``) share a directory of memory-mapped
@@ -53,6 +57,19 @@ STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LOGIN_OUTCOMES = ("success", "denied", "throttled", "bad_request", "refused", "error")
 DESTROY_CAUSES = ("regenerate", "logout", "expiry", "user", "revoke", "removed")
+# Device-bound sessions: every label value there is, so the series exist from the start.
+BINDING_ENDPOINTS = ("registration", "refresh")
+BINDING_PROOF_FAILURES = (
+    "missing",
+    "malformed",
+    "type",
+    "algorithm",
+    "key",
+    "signature",
+    "challenge",
+)
+BINDING_SKIPPED = ("unreachable", "server_error", "quota_exceeded", "other")
+BINDING_REFUSALS = ("missing", "invalid", "unbound")
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -142,10 +159,47 @@ class Metrics:
             ["cause"],
             registry=registry,
         )
+        # -- device-bound sessions (campus.web.binding) --
+        self.binding_registrations = Counter(
+            "campus_device_binding_registrations",
+            "Sessions bound to a device key (registration proofs accepted).",
+            registry=registry,
+        )
+        self.binding_refreshes = Counter(
+            "campus_device_binding_refreshes",
+            "Short-lived bound cookies renewed against a signed challenge.",
+            registry=registry,
+        )
+        self.binding_failed_proofs = Counter(
+            "campus_device_binding_failed_proofs",
+            "Registration and refresh proofs refused, by endpoint and reason.",
+            ["endpoint", "reason"],
+            registry=registry,
+        )
+        self.binding_skipped = Counter(
+            "campus_device_binding_skipped",
+            "Requests whose browser reported a skipped refresh (Secure-Session-Skipped).",
+            ["reason"],
+            registry=registry,
+        )
+        self.binding_refused = Counter(
+            "campus_device_binding_refused",
+            "Requests of a bound (or, when required, unbound) session refused, by cause.",
+            ["cause"],
+            registry=registry,
+        )
+        # -- end device-bound sessions --
         for outcome in LOGIN_OUTCOMES:  # every series exists from the start, at 0
             self.logins.labels(outcome)
         for cause in DESTROY_CAUSES:
             self.destroyed.labels(cause)
+        for endpoint in BINDING_ENDPOINTS:
+            for reason in BINDING_PROOF_FAILURES:
+                self.binding_failed_proofs.labels(endpoint, reason)
+        for reason in BINDING_SKIPPED:
+            self.binding_skipped.labels(reason)
+        for cause in BINDING_REFUSALS:
+            self.binding_refused.labels(cause)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -16,6 +16,9 @@ follows. With nothing to write (most requests) the cookie, if due, is set and th
 goes on at once. Otherwise the output waits: store first, cookie second, response last. While
 a finished response waits for the store, the handler is finished as far as it can tell
 (``write()`` raises, a later exception is only logged), as in plain Tornado.
+
+What Tornado keeps only in private state (whether the handler finished, whether the headers
+left, whether a body waits) is read and set through :mod:`campus.session.tornado_adapter`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ from campus.session.cookie import cookie_values
 from campus.session.manager import Commit, CookieUpdate, PendingSession, SessionManager
 from campus.session.session import Session
 from campus.session.store import StoreUnavailable
+from campus.session.tornado_adapter import (
+    has_body,
+    headers_written,
+    is_finished,
+    refuses_body,
+    set_finished,
+)
 
 log = logging.getLogger("campus.session")
 
@@ -53,6 +63,8 @@ class SessionMixin(RequestHandler):
     _session_gate: asyncio.Task[bool] | None = None
     _session_deferred = False  # finish() was called and waits for the gate
     _session_failed = 0  # the status sent instead, when the store write failed
+    # The cookie save_session() earned: set when output leaves, unless the status is >= 500.
+    _session_saved_cookie: CookieUpdate | None = None
     _session_tasks: set[asyncio.Future[Any]] | None = None
 
     @property
@@ -83,9 +95,9 @@ class SessionMixin(RequestHandler):
         self._session_pending = await manager.load(cookie_values(headers, manager.cookie.name))
 
     async def save_session(self) -> None:
-        """Commit the session now: store it if it changed, then set or clear the cookie.
+        """Commit the session now: store it if it changed; the cookie follows with the headers.
 
-        Raises StoreUnavailable (and sets no cookie) when the store fails. Afterwards the
+        Raises StoreUnavailable (and no cookie follows) when the store fails. Afterwards the
         session is read-only: a change raises RuntimeError. What this stored stays stored even
         if the response then fails, but a response with status >= 500 never carries the cookie.
         """
@@ -94,7 +106,8 @@ class SessionMixin(RequestHandler):
             return
         commit = pending.commit("save_session()")
         if commit.write is None or await commit.write():
-            self._set_session_cookie(commit.cookie)
+            # Not set yet: the status may still become a 5xx, which never carries it.
+            self._session_saved_cookie = commit.cookie
 
     def session_is_https(self) -> bool:
         """Whether the client came over TLS (for ``secure=None``); override behind a proxy."""
@@ -108,38 +121,39 @@ class SessionMixin(RequestHandler):
             if (
                 pending is None
                 or pending.committed  # e.g. finish() calling flush(): nothing left to do
-                or self._headers_written
+                or headers_written(self)
                 or not self._commit("flush()")
             ):
+                self._release_saved_cookie()
                 return super().flush(include_footers)
         assert self._session_gate is not None
         return self._spawn(self._flush_after_store(self._session_gate, include_footers))
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Future[None]:
-        if self._finished:
+        if is_finished(self):
             raise RuntimeError("finish() called twice")
         pending = self._session_pending
-        if self._status_code >= 500:
-            self._drop_session_cookie()
-        elif pending is not None and pending.committed:
+        if self.get_status() < 500 and pending is not None and pending.committed:
             pending.check_unchanged()  # committed early (flush, save_session): nested edits
         if chunk is not None:
             self.write(chunk)
-        if self._write_buffer and self._should_not_send_content(self._status_code):
+        status = self.get_status()
+        if has_body(self) and refuses_body(status):
             # Tornado's own check, made before anything is stored (it would be a 500).
-            raise RuntimeError(f"Cannot send body with status code HTTP{self._status_code}")
+            raise RuntimeError(f"Cannot send body with status code HTTP{status}")
         if self._session_gate is None and not self._commit("finish()"):
             return super().finish()  # nothing to store (most requests): no task, no waiting
         # Finished, as far as the handler can tell: write() raises and a later exception is
         # only logged, as in plain Tornado. The real finish() runs after the store write.
-        self._finished = self._session_deferred = True
+        set_finished(self, True)
+        self._session_deferred = True
         done: Future[None] = Future()
         assert self._session_gate is not None
         self._spawn(self._finish_after_store(self._session_gate, done))
         return done
 
     def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
-        if self._finished:
+        if is_finished(self):
             raise RuntimeError("Cannot redirect() after finish()")
         super().redirect(url, permanent, status)
 
@@ -160,7 +174,7 @@ class SessionMixin(RequestHandler):
             pending.abandon(f"{when} of a failed response")  # nothing stored, no cookie
             return False
         commit = pending.commit(when)
-        if self._headers_written and (commit.write is not None or commit.cookie is not None):
+        if headers_written(self) and (commit.write is not None or commit.cookie is not None):
             raise RuntimeError(
                 "session changed after the headers were sent (flush()): its cookie cannot"
                 " follow, so nothing was stored"
@@ -195,12 +209,14 @@ class SessionMixin(RequestHandler):
     def _fail(self, status: int, exc: Exception) -> None:
         self._session_gate = None
         self._session_failed = status
-        self._finished = self._session_deferred = False
+        set_finished(self, False)
+        self._session_deferred = False
         self.send_error(status, exc_info=(type(exc), exc, exc.__traceback__))
 
     async def _finish_after_store(self, gate: asyncio.Task[bool], done: Future[None]) -> None:
         if await gate:
-            self._finished = self._session_deferred = False
+            set_finished(self, False)
+            self._session_deferred = False
             try:
                 sent = super().finish()
             except Exception as exc:  # e.g. a body with a 204: Tornado's own checks, a bug
@@ -246,9 +262,9 @@ class SessionMixin(RequestHandler):
         else:
             self.set_cookie(cookie.name, update.value, max_age=manager.cookie_max_age, **attributes)
 
-    def _drop_session_cookie(self) -> None:
-        """A response with status >= 500 never carries the session cookie (save_session())."""
-        cookies = getattr(self, "_new_cookie", None)
-        manager = self.settings.get("session_manager")
-        if cookies is not None and isinstance(manager, SessionManager):
-            cookies.pop(manager.cookie.name, None)
+    def _release_saved_cookie(self) -> None:
+        """The headers are about to leave: the cookie save_session() earned goes with them,
+        unless the response is a failure (status >= 500), which never carries it."""
+        update, self._session_saved_cookie = self._session_saved_cookie, None
+        if update is not None and self.get_status() < 500:
+            self._set_session_cookie(update)

@@ -16,9 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import orjson
-
 Clock = Callable[[], float]
+
+#: orjson when it is installed (it is a dependency), else json: the same answers, slower.
+_fast_loads: Callable[[str | bytes], Any]
+try:
+    from orjson import loads as _orjson_loads
+
+    _fast_loads = _orjson_loads
+except ModuleNotFoundError:
+    _fast_loads = json.loads
 
 #: 32 random bytes, URL-safe base64 without padding: 256 bits, 43 characters.
 _ID_BYTES = 32
@@ -68,8 +75,8 @@ def loads(text: str | bytes) -> Any:
     those go to json, so what a record may hold is json's rule, whichever parses it.
     """
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
+        return _fast_loads(text)
+    except ValueError:  # orjson's JSONDecodeError is one
         return json.loads(text)
 
 
@@ -114,11 +121,13 @@ def encode_value(key: str, value: Any) -> str:
 
 
 class SessionStore(Protocol):
-    """Where session records live. Implementations raise only :class:`StoreUnavailable`.
+    """Where session records live: all the session layer needs of a store.
 
-    Ids are passed raw; a store that keeps them outside the process must not keep them in
-    the clear. ``ttl`` is the idle timeout in seconds (already capped by the caller at the
-    record's absolute deadline). Stores take a clock so that expiry is testable without sleeping.
+    Implementations raise only :class:`StoreUnavailable`. Ids are passed raw; a store that
+    keeps them outside the process must not keep them in the clear. ``ttl`` is the idle
+    timeout in seconds (already capped by the caller at the record's absolute deadline).
+    Stores take a clock so that expiry is testable without sleeping. ``name`` labels the
+    store in logs and metrics ("memory", "redis").
     """
 
     name: str
@@ -149,17 +158,17 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def delete(self, sid: str) -> None: ...
-
-    async def delete_user(self, user: str) -> int:
-        """Destroy every session of ``user``; return how many there were."""
+    async def delete(self, sid: str) -> None:
+        """Destroy the record, for good: like :meth:`update`, nothing writes it back."""
         ...
 
-    async def count(self) -> int: ...
+    async def ping(self) -> None:
+        """Return once the store answers; raise StoreUnavailable otherwise."""
+        ...
 
-    async def ping(self) -> None: ...
-
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections and timers; the store is not used afterwards."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,11 +198,18 @@ def session_ref(sid: str) -> str:
 
 @runtime_checkable
 class UserSessions(Protocol):
-    """A user's sessions, listed and ended one by one ("Your sessions").
+    """The per-user index: log a user out everywhere, list and end their sessions.
 
-    Optional beside :class:`SessionStore`: only an application that shows users their
-    sessions needs it. Both calls drop from the user's index any session that is gone.
+    Optional beside :class:`SessionStore`: the session layer never calls it; an application
+    that offers "log out everywhere" or "Your sessions" needs it (and tells the store whose
+    session is whose with ``SessionManager(user_of=...)``). ``sessions_of`` and
+    ``end_sessions`` drop from the user's index any session that is gone.
     """
+
+    async def delete_user(self, user: str) -> int:
+        """Destroy every session of ``user``; return how many there were. For good, as
+        :meth:`SessionStore.delete`."""
+        ...
 
     async def sessions_of(self, user: str) -> list[LiveSession]:
         """The live sessions of ``user``, in no particular order: all of them, or the
@@ -207,6 +223,10 @@ class UserSessions(Protocol):
         return how many there were. Like :meth:`SessionStore.delete`, for good: a request of
         an ended session that is still in flight cannot write it back.
         """
+        ...
+
+    async def count(self) -> int:
+        """How many sessions the store holds, everybody's (an operator's figure: may scan)."""
         ...
 
 

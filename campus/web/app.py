@@ -15,6 +15,7 @@ from campus.observability.accesslog import RequestLog
 from campus.observability.requestid import Application
 from campus.web.handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from campus.web.handlers.base import NotFoundHandler
+from campus.web.handlers.binding import RefreshHandler, RegisterHandler
 from campus.web.handlers.health import HealthHandler
 from campus.web.handlers.metrics import MetricsHandler
 from campus.web.handlers.sessions import EndOthersHandler, SessionHandleHandler, SessionsHandler
@@ -52,6 +53,8 @@ def make_app(
         (r"/api/sessions", SessionsHandler),
         (r"/api/sessions/end-others", EndOthersHandler),
         (r"/api/sessions/([A-Za-z0-9_-]+)", SessionHandleHandler),
+        (r"/api/device-binding/register", RegisterHandler),
+        (r"/api/device-binding/refresh", RefreshHandler),
         (r"/api/.*", NotFoundHandler),
         (r"/healthz", HealthHandler),
         (r"/metrics", MetricsHandler),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from campus.accounts.signin import SIGN_IN
 from campus.accounts.users import (
@@ -25,9 +25,9 @@ from campus.accounts.users import (
 from campus.config import Config
 from campus.observability.metrics import Metrics, timed_store
 from campus.session import CookiePolicy, SessionManager
-from campus.session.store import Clock, SessionStore, StoreUnavailable
+from campus.session.store import Clock, SessionStore, StoreUnavailable, UserSessions
 from campus.session.stores.memory import MemoryStore
-from campus.session.stores.redis import RedisStore, connect
+from campus.session.stores.redis import RedisStore
 from campus.web.express import ExpressSessions
 
 log = logging.getLogger("campus")
@@ -42,11 +42,13 @@ class Services:
     metrics: Metrics | None = None  # GET /metrics and what feeds it; None when [metrics] is off
 
 
-def build_store(config: Config, *, clock: Clock = time.time) -> SessionStore:
+def build_store(config: Config, *, clock: Clock = time.time) -> MemoryStore | RedisStore:
     """The configured store. No I/O: Redis connects on first use."""
     if config.session.store == "redis":
-        client = connect(config.redis.url, timeout=config.redis.timeout)
-        return RedisStore(client, prefix=config.redis.prefix, clock=clock)
+        redis = config.redis
+        return RedisStore.from_url(
+            redis.url, prefix=redis.prefix, timeout=redis.timeout, clock=clock
+        )
     return MemoryStore(max_sessions=config.session.max_sessions, clock=clock)
 
 
@@ -139,15 +141,20 @@ def follow_users_file(services: Services) -> UsersFileFollower:
     """The users file followed in this process: users it no longer holds lose their sessions.
 
     Every process ends them (each may be the only one whose file changed); a store that does
-    not answer leaves each to end at its next request, when the user is not found.
+    not answer, or keeps no index of a user's sessions, leaves each to end at its next
+    request, when the user is not found.
     """
     store = services.sessions.store
+    # Not isinstance(): a proxy around the store (metrics) provides methods dynamically.
+    index = cast(UserSessions, store) if callable(getattr(store, "delete_user", None)) else None
 
     async def end_sessions(keys: set[str]) -> None:
+        if index is None:
+            return
         ended = 0
         try:
             for key in sorted(keys):
-                ended += await store.delete_user(key)
+                ended += await index.delete_user(key)
         except StoreUnavailable as exc:
             log.warning(
                 "the sessions of %d removed user(s) could not be ended now (%s): each ends at"

@@ -112,6 +112,8 @@ function card(session, signOut) {
       fact("Address", session.address || "Unknown"),
       fact("Signed in", when(session.created, signedIn)),
       fact("Last active", when(session.last_active, session.current ? "now" : ago(session.last_active))),
+      // Device-bound (DBSC): a copy of this session's cookie is useless without the device's key.
+      fact("Device binding", session.bound ? "Bound to a device key" : "Not bound"),
     ),
   ];
   if (!session.current) {

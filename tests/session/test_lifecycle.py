@@ -102,6 +102,16 @@ class Redirect(Handler):
         self.redirect("/read")
 
 
+class RedirectInPrepare(Handler):
+    async def prepare(self) -> None:
+        await super().prepare()
+        self.session["flash"] = "sent from prepare()"
+        self.redirect("/read")
+
+    def get(self) -> None:
+        self.settings["method_ran"] = True  # never: the handler finished in prepare()
+
+
 class Render(Handler):
     def get(self) -> None:
         self.session["n"] = 1
@@ -169,6 +179,18 @@ class SaveThenFail(Handler):
         raise RuntimeError("boom after save_session()")
 
 
+class SaveThenAnswer(Handler):
+    async def get(self) -> None:
+        self.session["n"] = 1
+        await self.save_session()
+        then = self.get_argument("then")
+        if then == "flush":
+            await self.flush()
+        elif then == "404":
+            raise tornado.web.HTTPError(404)
+        self.write("answered")
+
+
 class Slow(Handler):
     async def get(self) -> None:
         self.settings["running"].set()
@@ -220,6 +242,7 @@ ROUTES: list[Any] = [
     (r"/explicit", ExplicitFinish),
     (r"/awaited", AwaitedFinish),
     (r"/redirect", Redirect),
+    (r"/redirect-in-prepare", RedirectInPrepare),
     (r"/render", Render),
     (r"/send-error", SendError),
     (r"/http-error", RaiseHttpError),
@@ -230,6 +253,7 @@ ROUTES: list[Any] = [
     (r"/change-then-flush", ChangeThenFlush),
     (r"/flush-then-nested", FlushThenNestedChange),
     (r"/save-then-fail", SaveThenFail),
+    (r"/save-then-answer", SaveThenAnswer),
     (r"/slow", Slow),
     (r"/long-poll", LongPoll),
     (r"/not-json", NotJson),
@@ -249,7 +273,7 @@ def store(request: pytest.FixtureRequest, io_loop: IOLoop) -> Iterator[Recording
         return
     server: RedisServer = request.getfixturevalue("redis_server")
     request.getfixturevalue("redis_db")
-    inner = RedisStore(connect(server.url, timeout=1.0), prefix="lifecycle:")
+    inner = RedisStore.from_url(server.url, prefix="lifecycle:", timeout=1.0)
     yield Recording(inner)
     io_loop.run_sync(inner.close)
 
@@ -363,6 +387,16 @@ async def test_redirect_stores_before_the_302_and_carries_the_cookie(
     assert await client.stored() == {"flash": "saved before you got here"}
 
 
+async def test_a_redirect_in_prepare_stores_and_the_method_never_runs(
+    client: Client, store: Recording, app: tornado.web.Application
+) -> None:
+    response = await client.get("/redirect-in-prepare")
+    assert response.code == 302 and session_cookie(response)
+    assert store.writes == ["create"]
+    assert await client.stored() == {"flash": "sent from prepare()"}
+    assert "method_ran" not in app.settings
+
+
 async def test_render_stores_and_sets_the_cookie(client: Client, store: Recording) -> None:
     response = await client.get("/render")
     assert response.body == b"<p>1</p>" and session_cookie(response)
@@ -443,6 +477,18 @@ async def test_save_session_then_a_failure_keeps_the_write_but_sends_no_cookie(
     assert response.code == 500
     assert "Set-Cookie" not in response.headers
     assert store.writes == ["create"]  # asked for explicitly, before the failure
+
+
+@pytest.mark.parametrize(("then", "status"), [("return", 200), ("flush", 200), ("404", 404)])
+async def test_save_session_then_an_answer_carries_the_cookie(
+    client: Client, store: Recording, then: str, status: int
+) -> None:
+    """The cookie save_session() earned leaves with the headers, flushed or at the end."""
+    response = await client.get(f"/save-then-answer?then={then}")
+    assert response.code == status
+    assert session_cookie(response)
+    assert store.writes == ["create"]
+    assert await client.stored() == {"n": 1}
 
 
 async def test_client_gone_the_change_is_stored_the_cookie_lost(

@@ -10,7 +10,7 @@ import pytest
 
 from campus.session.contract import ContractClock, StoreContract
 from campus.session.stores.memory import MemoryStore
-from campus.session.stores.redis import RedisStore, connect
+from campus.session.stores.redis import RedisStore
 from tests.support.servers import RedisServer
 
 
@@ -26,7 +26,7 @@ class RedisContract(StoreContract):
     url = ""
 
     async def make_store(self, clock: ContractClock) -> RedisStore:
-        return RedisStore(connect(self.url, timeout=1.0), prefix="test:", clock=clock)
+        return RedisStore.from_url(self.url, prefix="test:", timeout=1.0, clock=clock)
 
 
 class TestRedisStore(RedisContract):

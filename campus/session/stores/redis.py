@@ -74,9 +74,34 @@ def _glob_escape(text: str) -> str:
 
 
 class RedisStore:
-    """Session records in Redis via ``redis.asyncio`` (hiredis parses replies when installed)."""
+    """Session records in Redis via ``redis.asyncio`` (hiredis parses replies when installed).
+
+    Build it with :meth:`from_url`; ``RedisStore(client, ...)`` takes a client of your own
+    (it must come from :func:`connect` or be built the same way to get its timeouts).
+    """
 
     name = "redis"
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "campus:",
+        timeout: float = 1.0,
+        clock: Clock = time.time,
+        max_concurrent: int = 64,
+    ) -> RedisStore:
+        """The store as production runs it, for ``redis://``, ``rediss://``, ``unix://``,
+        ``redis+sentinel://`` and ``redis+cluster://`` URLs (see redis_url.py).
+
+        A blocking pool, connect and socket timeouts of ``timeout`` seconds, one retry, and a
+        deadline of ``timeout`` seconds per operation. No I/O until the first command;
+        ``await store.close()`` at shutdown. A malformed URL raises ValueError (the message
+        never repeats the URL: it may hold a password).
+        """
+        client = connect(url, timeout=timeout)
+        return cls(client, prefix=prefix, clock=clock, max_concurrent=max_concurrent)
 
     def __init__(
         self,

@@ -20,7 +20,8 @@ the figures, lever by lever). Here:
   error. When no connection can be made, the reads waiting for one fail at once.
 
 Failures leave as redis-py's exceptions or ``TimeoutError``; the store maps them to
-``StoreUnavailable``.
+``StoreUnavailable``. Without hiredis (a dependency, but an application may lack it) commands
+are packed by redis-py, as its replies are parsed: the same bytes, more instructions.
 """
 
 from __future__ import annotations
@@ -28,14 +29,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError, RedisError, ResponseError
 
 Command = tuple[str | bytes | int, ...]
+
+_hiredis_pack: Callable[[Command], bytes] | None
+try:
+    # hiredis's stub declares a 1-tuple; it takes any number of arguments.
+    from hiredis import pack_command as _hiredis_pack  # type: ignore[assignment]
+except ModuleNotFoundError:
+    _hiredis_pack = None
 
 
 class _Read:
@@ -99,7 +107,7 @@ class ReadPipeline:
             if not self._idle.done():
                 self._idle.set_result(None)
             self._idle = None
-        packed = b"".join([_pack(read.command) for read in batch])
+        packed = b"".join([_pack(connection, read.command) for read in batch])
         # A write that fails closes the connection: the reader sees it and settles the reads.
         with contextlib.suppress(RedisError, OSError):
             await connection.send_packed_command(packed, check_health=False)
@@ -199,11 +207,11 @@ class ReadPipeline:
         self._settle(ConnectionError("the store is closed"), retry=False)
 
 
-def _pack(command: Command) -> bytes:
+def _pack(connection: AbstractConnection, command: Command) -> bytes:
     """RESP for one command, in C (redis-py's asyncio client packs in Python: 15x slower)."""
-    # hiredis's stub declares a 1-tuple; it takes any number of arguments.
-    packed: bytes = hiredis.pack_command(command)  # type: ignore[arg-type]
-    return packed
+    if _hiredis_pack is None:
+        return b"".join(connection.pack_command(*command))
+    return _hiredis_pack(command)
 
 
 def _fail(read: _Read, failure: BaseException) -> None:

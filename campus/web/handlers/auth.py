@@ -18,6 +18,7 @@ from campus.http.exchange import declared_over
 from campus.observability.metrics import count_sessions_destroyed
 from campus.session import SessionMixin, StoreUnavailable
 from campus.session.cookie import cookie_from_headers
+from campus.web.binding import policy as device_binding
 from campus.web.express import express_email
 from campus.web.handlers.base import ApiError, BaseHandler
 from campus.web.services import USER, session_user, signed_in_at
@@ -35,6 +36,7 @@ class SessionHandler(SessionMixin, BaseHandler):
         if user is None:
             user = await self._carry_over_express()
         self.current_user = user
+        device_binding.enforce(self)  # a bound session needs its short-lived cookie too
 
     async def session_user(self) -> User | None:
         """The signed-in user, by the key the session holds: a dictionary lookup, no I/O.
@@ -74,6 +76,7 @@ class SessionHandler(SessionMixin, BaseHandler):
         agent = self.request.headers.get("User-Agent")
         facts = partial(sign_in_record, self.client_address(), agent, at=time.time())
         self.session[SIGN_IN] = await IOLoop.current().run_in_executor(None, facts)
+        device_binding.offer(self)  # Secure-Session-Registration, for browsers that bind
         self.current_user = user
 
     async def _carry_over_express(self) -> User | None:

@@ -22,6 +22,7 @@ from campus.observability.metrics import count_sessions_destroyed
 from campus.session import StoreUnavailable
 from campus.session.handles import SessionHandles
 from campus.session.store import LiveSession, UserSessions, session_ref
+from campus.web.binding.state import BINDING
 from campus.web.handlers.auth import SessionHandler
 from campus.web.handlers.base import ApiError
 
@@ -144,6 +145,7 @@ def describe(
         "expires": int(live.idle_deadline),
         "address": _text(sign_in.get("address")),
         "agent": _text(sign_in.get("agent")) or "Unknown browser",
+        "bound": BINDING in live.record.data,  # device-bound (DBSC): its key signs refreshes
     }
 
 

@@ -19,13 +19,36 @@ from campus.web.handlers.security import FRONTEND_HEADERS, set_headers
 
 SHELL = "index.html"
 
+#: What a web page loads. Anything else in static/ or dist/ (a wheel or sdist built there by
+#: mistake, an editor's backup, a .env) is not the app's, and is never handed out.
+WEB_FILES = frozenset(
+    {
+        *(".html", ".js", ".mjs", ".css", ".map", ".json", ".webmanifest", ".wasm"),
+        *(".txt", ".xml", ".pdf", ".vtt"),
+        *(".svg", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".ico"),
+        *(".woff", ".woff2", ".ttf", ".otf"),
+        *(".mp3", ".mp4", ".webm", ".ogg"),
+    }
+)
+
+
+def is_web_file(relative: str) -> bool:
+    """Whether the file at *relative* (inside a root) is one the app may serve: a web type,
+    and no hidden name on its way (``.git/``, ``.env``) but ``.well-known/``."""
+    parts = relative.split(os.sep)
+    if any(part.startswith(".") and part != ".well-known" for part in parts):
+        return False
+    return posixpath.splitext(parts[-1])[1].lower() in WEB_FILES
+
 
 def resolve(roots: list[str], url_path: str) -> tuple[str, str] | None:
-    """The (root, relative path) of the first regular file *url_path* names, if any.
+    """The (root, relative path) of the first web file (:func:`is_web_file`) *url_path*
+    names, if any.
 
     Tornado has already percent-decoded the path, so ``%2e%2e`` and ``%2f`` arrive as
     ``..`` and ``/``; a backslash is an ordinary character on POSIX. The containment check
-    is on the resolved real path, so neither ``..`` nor a symlink can leave a root.
+    is on the resolved real path, so neither ``..`` nor a symlink can leave a root, and the
+    type check on the file that would be sent, whatever name the request used.
     """
     if "\x00" in url_path:
         return None
@@ -33,7 +56,8 @@ def resolve(roots: list[str], url_path: str) -> tuple[str, str] | None:
     for root in roots:
         candidate = os.path.realpath(os.path.join(root, relative))
         if candidate.startswith(root + os.sep) and os.path.isfile(candidate):
-            return root, os.path.relpath(candidate, root)
+            found = os.path.relpath(candidate, root)
+            return (root, found) if is_web_file(found) else None
     return None
 
 
