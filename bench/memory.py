@@ -2,7 +2,8 @@
 
     python bench/memory.py                  # 100,000 sessions, then 2x the bound
 
-Each session is what /login stores: a small user record. Memory is measured two ways:
+Each session is what /login stores: the user's key and the facts of the sign-in (when, from
+where, which browser). Memory is measured two ways:
 tracemalloc (Python allocations, exact) and the process RSS (what the operator pays).
 `python bench/run.py` runs this too (in a process of its own) and keeps its figures.
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 from campus.session.store import SessionRecord, encode_values, new_session_id
 from campus.session.stores.memory import MemoryStore
 
-USER = {"email": "student{}@campus.test", "name": "Student Number {}", "roles": ["student"]}
+AGENT = "Firefox 133 on Windows"
 
 
 def rss_kib() -> int:
@@ -34,8 +35,11 @@ def rss_kib() -> int:
 
 async def fill(store: MemoryStore, count: int) -> None:
     for i in range(count):
-        user = {k: v.format(i) if isinstance(v, str) else v for k, v in USER.items()}
-        record = SessionRecord(encode_values({"user": user}), 2_000_000_000, user["email"])
+        user = f"student{i}@campus.test"
+        sign_in = {"at": 1_800_000_000 + i, "address": f"198.51.100.{i % 256}", "agent": AGENT}
+        record = SessionRecord(
+            encode_values({"user": user, "signin": sign_in}), 2_000_000_000, user
+        )
         await store.create(new_session_id(), record, ttl=1800)
 
 

@@ -191,9 +191,10 @@ def block(report: dict[str, Any]) -> str:
         memory = report["memory"]
         lines += [
             "",
-            f"**Memory per session** (memory store, {memory['sessions']:,} sessions holding a "
-            f"small user record): {memory['bytes_per_session_tracemalloc']:.0f} bytes by "
-            f"tracemalloc, {memory['bytes_per_session_rss']:.0f} bytes of RSS growth. With "
+            f"**Memory per session** (memory store, {memory['sessions']:,} sessions holding "
+            f"a user's key and sign-in facts): {memory['bytes_per_session_tracemalloc']:.0f} "
+            f"bytes by tracemalloc, {memory['bytes_per_session_rss']:.0f} bytes of RSS growth."
+            " With "
             f"`max_sessions = {memory['bound']:,}`, creating {2 * memory['bound']:,} keeps "
             f"{memory['kept_after_double']:,} and memory stays flat "
             f"({memory['bytes_at_bound'] / 1e6:.1f} MB at the bound, "

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
+from campus.accounts.edits import check_directory, refuse_existing
 from campus.accounts.users import (
     UsersError,
     add_user,
@@ -22,6 +23,7 @@ from campus.accounts.users import (
     password_hasher,
     read_records,
     remove_user,
+    resolved,
     validate_email,
 )
 from campus.config import ConfigError, load
@@ -55,6 +57,9 @@ def _port(text: str) -> int:
     return port
 
 
+#: What every change to the users file is followed by (and `users --help` says).
+_FOLLOW = "Running servers follow the change within 2 s, without a restart."
+
 _EXAMPLES = """\
 examples:
   campus                                   serve (development: memory store, demo account)
@@ -62,6 +67,7 @@ examples:
   CAMPUS_ENV=production CAMPUS_SESSION_SECRET=... campus --root /opt/campus
   campus users add ann@example.edu --name Ann --password-stdin < password.txt
   campus users list
+  campus users remove ann@example.edu      remove Ann and end her sessions
   campus sessions count                    (Redis store)
   campus sessions revoke ann@example.edu   log Ann out everywhere
 
@@ -108,10 +114,17 @@ def _parser() -> _Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("serve", parents=[serving], help="run the server (the default)")
 
-    users = commands.add_parser("users", help="manage the users file (no secret needed)")
+    users = commands.add_parser(
+        "users",
+        help="manage the users file (no secret needed)",
+        description=f"Manage the users file. {_FOLLOW}",
+    )
     users_do = users.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = users_do.add_parser(
-        "add", parents=[managing], help="add a user (checks the password, hashes it)"
+        "add",
+        parents=[managing],
+        help="add a user (checks the password, hashes it)",
+        description=f"Add a user to the users file (the path is printed). {_FOLLOW}",
     )
     add.add_argument("email", help="the login; matched without regard to case")
     add.add_argument("--name", help="a display name, returned with the user")
@@ -119,7 +132,13 @@ def _parser() -> _Parser:
         "--role", action="append", dest="roles", metavar="ROLE", help="repeat for several"
     )
     add.add_argument("--password-stdin", action="store_true", help="read one line from stdin")
-    remove = users_do.add_parser("remove", parents=[managing], help="remove a user")
+    remove = users_do.add_parser(
+        "remove",
+        parents=[managing],
+        help="remove a user and end their sessions",
+        description=f"Remove a user from the users file (the path is printed) and end every"
+        f" session of theirs in the Redis store at once. {_FOLLOW}",
+    )
     remove.add_argument("email")
     users_do.add_parser("list", parents=[managing], help="list users: email<TAB>name")
 
@@ -187,8 +206,9 @@ def _users(args: argparse.Namespace, config: Config) -> int:
     path = config.users.file
     if args.action == "add":
         email = validate_email(args.email)
-        if any(normalize_email(r["email"]) == email for r in read_records(path)):
-            raise CliError(f"{email} already exists in {path}")  # before asking for a password
+        # Before asking for a password: the file must be one that can be written.
+        check_directory(path)
+        refuse_existing(read_records(path), email, path)
         password = _read_password(args.password_stdin)
         add_user(
             path,
@@ -199,10 +219,13 @@ def _users(args: argparse.Namespace, config: Config) -> int:
             hasher=password_hasher(config.users.argon2),
             min_password_length=config.users.min_password_length,
         )
-        print(f"added {email} to {path}")
+        print(f"added {email} to {resolved(path)}")
+        print(_FOLLOW.lower().rstrip("."))
     elif args.action == "remove":
-        remove_user(path, args.email)
-        print(f"removed {normalize_email(args.email)}")
+        key = remove_user(path, args.email)
+        print(f"removed {key} from {resolved(path)}")
+        print(_end_sessions(config, key))
+        print(_FOLLOW.lower().rstrip("."))
     else:
         if not os.path.exists(path):
             print(f"campus: {path} does not exist yet (no users)", file=sys.stderr)
@@ -212,6 +235,35 @@ def _users(args: argparse.Namespace, config: Config) -> int:
             name = " ".join(str(name).split()) if name is not None else ""
             print(f"{record['email']}\t{name}")
     return 0
+
+
+def _end_sessions(config: Config, key: str) -> str:
+    """End every session of a removed user in the store now, if it is one this command can
+    reach; what happened, in one line. Either way, running servers end them on reload."""
+    from campus.session.store import StoreUnavailable
+    from campus.web.services import build_store
+
+    if config.session.store != "redis":
+        return (
+            "the memory store lives in the server process: the running server ends the"
+            " user's sessions within 2 s"
+        )
+
+    async def delete() -> int:
+        store = build_store(config)
+        try:
+            return await store.delete_user(key)
+        finally:
+            await store.close()
+
+    try:
+        ended = asyncio.run(delete())
+    except StoreUnavailable as err:
+        return (
+            f"the session store could not be reached ({err}): running servers end the user's"
+            " sessions within 2 s"
+        )
+    return f"ended {ended} session{'' if ended == 1 else 's'} of {key}"
 
 
 async def _sessions(config: Config, args: argparse.Namespace) -> int:

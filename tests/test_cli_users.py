@@ -17,6 +17,8 @@ from campus.accounts.users import UserDirectory
 REPO = Path(__file__).resolve().parent.parent
 #: Long enough, and on no list of common passwords.
 STRONG = "mauve-lantern-orbit-42"
+#: What `users add` and `users remove` end with.
+FOLLOW = "running servers follow the change within 2 s, without a restart"
 
 
 class Run:
@@ -70,7 +72,7 @@ def test_add_then_list(campus: Campus, users_file: Path) -> None:
     stdin = "s3cret-" + STRONG + "\n"
     added = campus("users", "add", "Zed@Example.com", "--password-stdin", stdin=stdin)
     assert (added.code, added.err) == (0, "")
-    assert added.out == f"added zed@example.com to {users_file}\n"
+    assert added.out == f"added zed@example.com to {users_file}\n{FOLLOW}\n"
     named = campus("users", "add", "ann@example.com", "--name", "Ann A", "--password-stdin",
                    stdin=STRONG + "\r\n")  # fmt: skip
     assert named.code == 0, named.err
@@ -130,7 +132,13 @@ def test_remove(campus: Campus, users_file: Path) -> None:
     campus("users", "add", "a@b.c", "--password-stdin", stdin=STRONG + "\n")
     campus("users", "add", "d@e.f", "--password-stdin", stdin=STRONG + "\n")
     removed = campus("users", "remove", "A@B.C")
-    assert (removed.code, removed.out, removed.err) == (0, "removed a@b.c\n", "")
+    assert (removed.code, removed.err) == (0, "")
+    assert removed.out.splitlines() == [
+        f"removed a@b.c from {users_file}",
+        "the memory store lives in the server process: the running server ends the user's"
+        " sessions within 2 s",
+        FOLLOW,
+    ]
     assert campus("users", "list").out == "d@e.f\t\n"
 
 
@@ -182,3 +190,67 @@ def test_global_flags_work_before_and_after_the_subcommand(campus: Campus, tmp_p
     # Each subcommand takes only its own options: `users` does not listen anywhere.
     refused = campus("users", "list", "--host", "::1")
     assert "--host" in refused.one_error_line() and refused.code == 2
+
+
+def test_add_never_creates_a_directory(campus: Campus, tmp_path: Path) -> None:
+    """Run where the configured file's directory does not exist (another directory, a typo):
+    one line naming it, before any password is asked for, and nothing is created."""
+    target = tmp_path / "nowhere" / "users.json"
+    run = campus("users", "add", "a@b.c", CAMPUS_USERS_FILE=str(target))  # no password given
+    line = run.one_error_line()
+    assert line.startswith(f"campus: {target.parent} does not exist: create that directory")
+    assert run.code == 1 and not target.parent.exists()
+
+
+def test_add_and_remove_name_the_file_they_write(campus: Campus, tmp_path: Path) -> None:
+    """The resolved path: absolute, and the target of a symlinked users file."""
+    real = tmp_path / "real" / "users.json"
+    real.parent.mkdir()
+    link = tmp_path / "users-link.json"
+    link.symlink_to(real)
+    added = campus(
+        "users", "add", "a@b.c", "--password-stdin", stdin=STRONG, CAMPUS_USERS_FILE=str(link)
+    )
+    assert added.out.splitlines() == [f"added a@b.c to {real}", FOLLOW]
+    assert link.is_symlink() and real.is_file()
+    removed = campus("users", "remove", "a@b.c", CAMPUS_USERS_FILE=str(link))
+    assert removed.out.splitlines()[0] == f"removed a@b.c from {real}"
+
+
+def test_add_refuses_a_lookalike_of_an_existing_user(campus: Campus, users_file: Path) -> None:
+    assert campus("users", "add", "bob@b.c", "--password-stdin", stdin=STRONG).code == 0
+    before = users_file.read_bytes()
+    run = campus("users", "add", "\uff42\uff4f\uff42@b.c", "--password-stdin", stdin=STRONG)
+    assert "looks like bob@b.c, which exists in" in run.one_error_line()
+    assert users_file.read_bytes() == before
+
+
+def test_remove_with_redis_out_of_reach_says_the_servers_end_the_sessions(
+    campus: Campus, users_file: Path, black_hole: int
+) -> None:
+    campus("users", "add", "a@b.c", "--password-stdin", stdin=STRONG)
+    removed = campus(
+        "users",
+        "remove",
+        "a@b.c",
+        CAMPUS_STORE="redis",
+        CAMPUS_REDIS_URL=f"redis://127.0.0.1:{black_hole}/0",
+        CAMPUS_REDIS_TIMEOUT="0.3",
+    )
+    assert (removed.code, removed.err) == (0, "")
+    said = removed.out.splitlines()
+    assert said[0] == f"removed a@b.c from {users_file}"
+    assert said[1].startswith("the session store could not be reached (")
+    assert said[1].endswith("): running servers end the user's sessions within 2 s")
+    assert said[2] == FOLLOW
+    assert json.loads(users_file.read_text()) == []
+
+
+def test_help_says_that_running_servers_follow(campus: Campus) -> None:
+    for args in (["users", "--help"], ["users", "add", "--help"], ["users", "remove", "--help"]):
+        run = campus(*args)
+        assert run.code == 0
+        assert "Running servers follow the change within 2 s" in " ".join(run.out.split())
+    assert "end every session of theirs" in " ".join(
+        campus("users", "remove", "--help").out.split()
+    )

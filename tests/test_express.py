@@ -39,7 +39,7 @@ from campus.config import Config, ExpressConfig, load
 from campus.session.contract import ContractClock
 from campus.session.stores.redis import RedisStore
 from campus.web.app import make_app
-from campus.web.express import ExpressSessions
+from campus.web.express import ExpressSessions, express_email
 from campus.web.services import Services, build_express, build_sessions
 from tests.conftest import (
     PASSWORD,
@@ -56,6 +56,8 @@ APP_DIR = REPO / "tests" / "express"
 OLD = "Shh, its a secret!"  # the article's secret: Express secrets need no minimum length
 NEW = "the secret the Express app rotated to"
 ANN = {"email": "ann@campus.test", "name": "Ann", "roles": ["student"]}
+#: In the Express app, an admin; not in campus's users file.
+MALLORY = {"email": "mallory@gone.example", "name": "Mallory", "roles": ["admin"]}
 EXPRESS_PASSWORD = "express-password"  # app.js keeps plaintext passwords, as the article does
 
 
@@ -127,14 +129,21 @@ class ExpressApp:
                 value = header.split(";", 1)[0].removeprefix("connect.sid=")
         return status, json.loads(raw), value
 
-    def login(self, max_age: int | None = None) -> str:
-        """Log Ann in; the connect.sid cookie value. ``max_age``: a "remember me" cookie (ms)."""
-        body: dict[str, Any] = {"email": ANN["email"], "password": EXPRESS_PASSWORD}
+    def login(self, max_age: int | None = None, user: dict[str, Any] = ANN) -> str:
+        """Log Ann (or *user*) in; the connect.sid cookie value. ``max_age``: a "remember me"
+        cookie (ms)."""
+        body: dict[str, Any] = {"email": user["email"], "password": EXPRESS_PASSWORD}
         if max_age is not None:
             body["maxAge"] = max_age
         status, answer, cookie = self.request("/login", body)
-        assert (status, answer) == (200, {"user": ANN})
+        assert (status, answer) == (200, {"user": user})
         assert cookie and cookie.startswith("s%3A")  # s:<id>.<signature>, URL-encoded
+        return cookie
+
+    def visitor_with_a_cart(self) -> str:
+        """A visitor who put something in the cart without logging in: a record, no user."""
+        status, _, cookie = self.request("/cart", {"cart": ["pen"]})
+        assert status == 200 and cookie
         return cookie
 
 
@@ -296,6 +305,15 @@ def test_an_express_login_survives_the_cut_over(
         assert "campus.sid" not in sets
         # And the Express app, were it still running, no longer knows it either.
         assert express.request("/api/me", cookie=cookie)[0] == 401
+
+        # Only users of the users file are carried over: an Express admin who is not in it,
+        # and a visitor with no user at all, are nobody; their records are gone all the same.
+        for other in (express.login(user=MALLORY), express.visitor_with_a_cart()):
+            status, body, sets = campus_request(server, "/api/me", {"connect.sid": other})
+            assert (status, body) == (401, {"errorMessage": "Not logged in"})
+            assert set(sets) == {"connect.sid"} and is_expiry("connect.sid=" + sets["connect.sid"])
+            assert not redis_db.exists(express_key(other))
+        assert len(redis_db.keys("campus:*")) == 2  # still Ann's session and index alone
     finally:
         log = server.stop()
     assert "Express cut-over on: connect.sid cookies carry their sess:* sessions over" in log
@@ -346,14 +364,18 @@ async def test_the_carried_session_is_like_a_login(
     # Like a login, the carry-over offers device binding: one registration challenge (hashed).
     offered = [key for key in data if key.startswith("device_challenge:")]
     assert len(offered) == 1 and "Secure-Session-Registration" in response.headers
+    # The user's key, never a copy of the record; the cart comes along (not `cookie`); the
+    # sign-in facts of this request, as a login records them, for "Your sessions".
     carried = {key: value for key, value in data.items() if key not in offered}
-    assert carried == {"user": ANN, "cart": ["pen", 2]}  # everything but `cookie`
+    assert carried.keys() == {"user", "cart", "signin"}
+    assert (carried["user"], carried["cart"]) == ("ann@campus.test", ["pen", 2])
+    assert data["signin"]["address"] == "127.0.0.1" and abs(data["signin"]["at"] - clock()) < 5
     # Its absolute deadline counts from the carry-over, as if Ann had logged in just now.
     absolute = services.config.session.absolute_timeout
     assert abs(record.expires - (clock() + absolute)) <= 2
     assert record.user == "ann@campus.test"
     # Ann's index holds it: "log out everywhere" reaches carried sessions too.
-    assert await store.delete_user("ann@campus.test") == 1
+    assert await user_index(store).delete_user("ann@campus.test") == 1
     assert (await fetch("/api/me", campus=campus_cookie)).code == 401
 
 
@@ -385,6 +407,49 @@ async def test_an_anonymous_express_session_is_dropped_without_a_campus_session(
     assert session_cookie(response) is None  # nothing to keep: no campus session
     assert expires_express_cookie(response)
     assert not redis_db.exists(express_key(cookie))
+
+
+@pytest.mark.gen_test
+async def test_only_users_of_the_users_file_are_carried_over(
+    express: ExpressApp, fetch: Fetch, services: Services, redis_db: redis.Redis
+) -> None:
+    """An Express admin who is not in the users file, a visitor with a cart and no user, a
+    user without an email: none is anybody on campus, and each record is deleted."""
+    mallory = express.login(user=MALLORY)
+    cart_only = express.visitor_with_a_cart()
+    no_email = express.login()
+    redis_db.set(
+        express_key(no_email), json.dumps({"cookie": {"expires": None}, "user": {"name": "Ann"}})
+    )
+    for cookie in (mallory, cart_only, no_email):
+        response = await fetch("/api/me", express=cookie)
+        assert response.code == 401, cookie
+        assert json.loads(response.body) == {"errorMessage": "Not logged in"}
+        assert session_cookie(response) is None and expires_express_cookie(response)
+        assert not redis_db.exists(express_key(cookie))
+        assert (await fetch("/api/sessions", express=cookie)).code == 401
+    assert await user_index(services.sessions.store).count() == 0
+
+
+@pytest.mark.gen_test
+async def test_nothing_of_the_express_record_reaches_api_me(
+    express: ExpressApp, fetch: Fetch, services: Services, redis_db: redis.Redis
+) -> None:
+    """The carried session refers to the users file's user, found by the email normalised as
+    at login; the name, roles (and anything else) of the Express copy are never answered."""
+    cookie = express.login()
+    forged = {"email": "  ANN@Campus.TEST ", "name": "Evil", "roles": ["admin"], "password": "x"}
+    redis_db.set(express_key(cookie), json.dumps({"cookie": {"expires": None}, "user": forged}))
+    response = await fetch("/api/me", express=cookie)
+    assert json.loads(response.body) == {"user": ANN}
+    campus_cookie = session_cookie(response)
+    assert campus_cookie
+    assert json.loads((await fetch("/api/me", campus=campus_cookie)).body) == {"user": ANN}
+    sessions = json.loads((await fetch("/api/sessions", campus=campus_cookie)).body)["sessions"]
+    assert len(sessions) == 1 and sessions[0]["current"]  # "Your sessions" lists it
+    assert (
+        await user_index(services.sessions.store).delete_user("ann@campus.test") == 1
+    )  # and revokes it
 
 
 # --- what is anonymous -------------------------------------------------------------------
@@ -643,11 +708,13 @@ def test_garbage_cookies_do_not_verify(value: str | None) -> None:
     assert make_sessions().verify(value) is None
 
 
-def test_password_fields_never_come_over() -> None:
-    raw = json.dumps(
-        {"cookie": {"expires": None}, "user": {**ANN, "password": "x", "password_hash": "y"}}
-    )
-    assert make_sessions().fields(raw) == {"user": ANN}
+def test_only_the_email_of_the_express_user_is_read() -> None:
+    raw = json.dumps({"cookie": {"expires": None}, "user": {**ANN, "password": "x"}})
+    fields = make_sessions().fields(raw)
+    assert fields is not None and express_email(fields) == "ann@campus.test"
+    too_long = {"email": "a" * 250 + "@b.cd"}
+    for user in (None, "ann@campus.test", {"name": "Ann"}, {"email": 5}, ["ann"], too_long):
+        assert express_email({"user": user}) is None
 
 
 def test_expiry_is_express_sessions_own_test() -> None:

@@ -117,6 +117,32 @@ def test_production_refuses_the_demo_account(tmp_path: Path, redis_server: Redis
     assert "demo account" in line and "demo@campus.test" in line and "campus-demo" not in line
 
 
+def test_production_refuses_a_missing_users_file(tmp_path: Path, redis_server: RedisServer) -> None:
+    """A production server nobody can log in to is a mistake, like the demo account."""
+    missing = tmp_path / "etc" / "users.json"
+    env = production_elsewhere(redis_server.url, missing, CAMPUS_ROOT=str(REPO))
+    done = run(env, cwd=tmp_path)
+    assert one_line(done) == (
+        f"campus: {missing} does not exist: create it with `campus users add EMAIL`"
+        " (a file holding [] starts with no users)"
+    )
+    assert done.returncode == 1 and not missing.parent.exists()
+
+
+def test_production_with_an_empty_users_file_starts_and_warns(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    empty = tmp_path / "users.json"
+    empty.write_text("[]\n")
+    server = Campus(production_elsewhere(redis_server.url, empty, CAMPUS_ROOT=str(REPO)))
+    try:
+        assert server.request("/healthz")[0] == 200
+    finally:
+        log = server.stop()
+    assert f"no users in {empty}: add one with `campus users add EMAIL`" in log
+    assert "Traceback" not in log
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [

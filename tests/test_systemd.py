@@ -159,6 +159,32 @@ def test_the_template_differs_only_in_its_port() -> None:
     assert template == single
 
 
+@pytest.mark.parametrize("name", UNITS)
+@pytest.mark.parametrize(
+    "environment_file",
+    [{"CAMPUS_ENV": "development"}, {"CAMPUSENV": "production"}, {}],
+    ids=["says-development", "typo", "silent"],
+)
+def test_the_units_pin_production_where_the_environment_file_cannot_undo_it(
+    name: str, environment_file: dict[str, str], tmp_path: Path
+) -> None:
+    """The unit's command line says --env production: whatever the environment file says,
+    campus starts as production or not at all (here: not, as no secret is set)."""
+    argv = service_section(name)["ExecStart"].replace(" --port %i", "").split()
+    assert argv[:4] == ["/opt/campus/venv/bin/python", "-m", "campus", "serve"]
+    assert argv[4:] == ["--env", "production"]
+    done = subprocess.run(
+        [sys.executable, *argv[1:]],
+        cwd=tmp_path,
+        env={**campus_env(PYTHONPATH=str(REPO)), **environment_file},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("campus: production needs CAMPUS_SESSION_SECRET")
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 @pytest.mark.parametrize("name", UNITS)
 def test_systemd_analyze_verify(name: str, tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 import argon2
 import pytest
 
+from campus.accounts.directory import UserDirectory
 from campus.config import Config, LoginConfig
+from campus.web.services import Services
 from tests.conftest import USERS
 
 REALISTIC = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -82,3 +84,50 @@ async def test_unknown_email_and_wrong_password_take_the_same_time(
     faster = min(statistics.median(unknown), statistics.median(wrong))
     assert slower / faster < 1.5, (unknown, wrong)
     assert faster > 0.5 * verify_time()  # both really ran a realistic check
+
+
+SLOWER = argon2.PasswordHasher(time_cost=6, memory_cost=19 * 1024, parallelism=1)
+
+
+@pytest.fixture
+def mixed_users(tmp_path: Path) -> Path:
+    """Ann hashed at one cost, Bob at three times that (added later, with other settings)."""
+    path = tmp_path / "users.json"
+    ann, bob = USERS
+    path.write_text(
+        json.dumps(
+            [
+                {**ann, "password_hash": REALISTIC.hash(PASSWORD)},
+                {**bob, "password_hash": SLOWER.hash(PASSWORD)},
+            ]
+        )
+    )
+    return path
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_an_unknown_email_is_as_slow_as_the_slowest_user(
+    http_client: Any, base_url: str, services: Services, mixed_users: Path
+) -> None:
+    """The dummy check follows the slowest parameters in the file, not the first record's: a
+    403 for Bob, whose hash costs most, tells nothing an unknown email's 403 does not."""
+    services.users.replace(UserDirectory.load(mixed_users).snapshot)
+
+    async def attempt(email: str) -> float:
+        body = json.dumps({"email": email, "password": "not the password"})
+        started = time.perf_counter()
+        response = await http_client.fetch(
+            base_url + "/login", method="POST", body=body, raise_error=False
+        )
+        assert response.code == 403
+        return time.perf_counter() - started
+
+    await attempt("warm-up@campus.test")
+    unknown: list[float] = []
+    slowest: list[float] = []
+    for round_ in range(ROUNDS):
+        pair = [("nobody@campus.test", unknown), ("bob@campus.test", slowest)]
+        for email, times in pair if round_ % 2 else reversed(pair):
+            times.append(await attempt(email))
+    ratio = statistics.median(slowest) / statistics.median(unknown)
+    assert 1 / 1.5 < ratio < 1.5, (unknown, slowest)

@@ -16,7 +16,9 @@ import argon2
 import argon2.profiles
 import pytest
 
+from campus.accounts.directory import demo_accounts
 from campus.accounts.users import (
+    User,
     UserDirectory,
     UsersError,
     add_user,
@@ -63,7 +65,14 @@ class RecordingExecutor(concurrent.futures.ThreadPoolExecutor):
 
 
 def authenticate(directory: UserDirectory, email: str, password: str) -> dict[str, Any] | None:
-    return asyncio.run(directory.authenticate(email, password))
+    """The public record of the user the password signs in, or None."""
+    user = asyncio.run(directory.authenticate(email, password))
+    return None if user is None else user.public
+
+
+def public_record(directory: UserDirectory, email: str) -> dict[str, Any] | None:
+    user = directory.find(email)
+    return None if user is None else user.public
 
 
 # --- emails -------------------------------------------------------------------------------
@@ -173,23 +182,24 @@ def test_authenticate_returns_the_public_record(users_file: Path) -> None:
     assert bob == {"email": "bob@example.com", "year": 2}
 
 
-def test_returned_records_are_copies(users_file: Path) -> None:
+def test_the_public_record_is_made_once_per_load_and_never_holds_the_hash(
+    users_file: Path,
+) -> None:
     directory = UserDirectory.load(users_file)
-    user = authenticate(directory, "ann@example.com", "ann-secret")
-    assert user is not None
-    user["roles"].append("admin")
-    assert directory.public_record("ann@example.com") == {
-        "email": "Ann@Example.com",
-        "name": "Ann",
-        "roles": ["x"],
-    }
+    ann = directory.find("ann@example.com")
+    assert ann is not None and ann.key == "ann@example.com"
+    assert ann.public == {"email": "Ann@Example.com", "name": "Ann", "roles": ["x"]}
+    assert directory.get("ann@example.com") is ann  # a lookup, no copy per request
+    assert "password_hash" not in repr(ann) and ANN_HASH not in repr(ann)
+    records = read_records(users_file)
+    assert ann.public["roles"] is not records[0]["roles"]  # nothing shared with a reader
 
 
 @pytest.mark.parametrize("email", ["ANN@example.com", "  ann@EXAMPLE.com\t", "Ann@Example.com"])
 def test_email_matches_case_and_space_insensitively(users_file: Path, email: str) -> None:
     directory = UserDirectory.load(users_file)
     assert authenticate(directory, email, "ann-secret") is not None
-    assert directory.public_record(email) is not None
+    assert public_record(directory, email) is not None
 
 
 @pytest.mark.parametrize(
@@ -200,7 +210,7 @@ def test_wrong_password_is_none(users_file: Path, password: str) -> None:
 
 
 def test_public_record_unknown_is_none(users_file: Path) -> None:
-    assert UserDirectory.load(users_file).public_record("who@example.com") is None
+    assert UserDirectory.load(users_file).find("who@example.com") is None
 
 
 def test_unknown_email_still_verifies_with_the_users_parameters(users_file: Path) -> None:
@@ -229,7 +239,7 @@ def test_verify_runs_in_the_executor_not_on_the_loop(users_file: Path) -> None:
     executor = RecordingExecutor()
     loop_threads: list[int] = []
 
-    async def login() -> dict[str, Any] | None:
+    async def login() -> User | None:
         loop_threads.append(threading.get_ident())
         return await directory.authenticate("ann@example.com", "ann-secret")
 
@@ -250,7 +260,7 @@ def test_default_executor_is_off_the_loop_too(users_file: Path) -> None:
             ticks += 1
             await asyncio.sleep(0)
 
-    async def main() -> dict[str, Any] | None:
+    async def main() -> User | None:
         task = asyncio.create_task(ticker())
         try:
             return await directory.authenticate("ann@example.com", "ann-secret")
@@ -265,7 +275,11 @@ def test_default_executor_is_off_the_loop_too(users_file: Path) -> None:
 
 
 def test_add_then_authenticate(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "users.json"  # parent created
+    path = tmp_path / "sub" / "users.json"
+    with pytest.raises(UsersError, match=r"sub does not exist: create that directory first"):
+        add_user(path, "new@example.com", STRONG, hasher=CHEAP)
+    assert not path.parent.exists()  # never made on the operator's behalf
+    path.parent.mkdir()
     public = add_user(path, " New@Example.com ", STRONG, name="New", roles=["r"], hasher=CHEAP)
     assert public == {"email": "new@example.com", "name": "New", "roles": ["r"]}
     (record,) = json.loads(path.read_text())
@@ -282,7 +296,7 @@ def test_add_keeps_existing_records_and_fields(users_file: Path) -> None:
     emails = [r["email"] for r in read_records(users_file)]
     assert emails == ["Ann@Example.com", "bob@example.com", "c@d.ee"]
     assert read_records(users_file)[1]["year"] == 2
-    assert UserDirectory.load(users_file).public_record("c@d.ee") == {
+    assert public_record(UserDirectory.load(users_file), "c@d.ee") == {
         "email": "c@d.ee",
         "roles": [],
     }
@@ -466,6 +480,10 @@ def test_the_demo_account_is_found_by_email_and_by_a_copied_hash(tmp_path: Path)
     renamed = {**demo, "email": "ops@example.edu"}
     other = {"email": "ann@example.edu", "password_hash": ANN_HASH}
     path = write(tmp_path / "u.json", [other, renamed])
-    assert UserDirectory.load(path).demo_accounts(shipped) == ["ops@example.edu"]
-    assert UserDirectory.load(shipped).demo_accounts(shipped) == ["demo@campus.test"]
-    assert UserDirectory.load(write(tmp_path / "v.json", [other])).demo_accounts(shipped) == []
+
+    def found(path: Path) -> list[str]:
+        return demo_accounts(UserDirectory.load(path).snapshot.users.values(), shipped)
+
+    assert found(path) == ["ops@example.edu"]
+    assert found(shipped) == ["demo@campus.test"]
+    assert found(write(tmp_path / "v.json", [other])) == []

@@ -56,7 +56,7 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LOGIN_OUTCOMES = ("success", "denied", "throttled", "bad_request", "refused", "error")
-DESTROY_CAUSES = ("regenerate", "logout", "expiry", "user", "revoke")
+DESTROY_CAUSES = ("regenerate", "logout", "expiry", "user", "revoke", "removed")
 # Device-bound sessions: every label value there is, so the series exist from the start.
 BINDING_ENDPOINTS = ("registration", "refresh")
 BINDING_PROOF_FAILURES = (

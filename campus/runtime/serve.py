@@ -33,7 +33,7 @@ from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore
 from campus.session.stores.redis_durable import persistence_warning
 from campus.web.app import make_app
-from campus.web.services import Services, build_services
+from campus.web.services import Services, build_services, follow_users_file
 
 log = logging.getLogger("campus")
 
@@ -87,24 +87,17 @@ class StartupError(Exception):
 
 
 def check_startup(config: Config, services: Services) -> None:
-    """What the configuration alone cannot tell: the files under the root, the users file.
+    """What the configuration alone cannot tell: the files under the root.
 
-    Production refuses to start without the built SPA or with the demo account; development
-    starts and warns.
+    Production refuses to start without the built SPA; development starts and warns. (The
+    users file's rules — production needs one, without the demo account — are the loading's,
+    build_services: a version of the file loaded later must pass them too.)
     """
     shell = os.path.join(config.server.root, "dist", "index.html")
     if not os.path.isfile(shell):
         if config.production:
             raise StartupError(f"{shell} is missing: set --root or CAMPUS_ROOT to the checkout")
         log.warning("%s is missing: the SPA is not served (set --root or CAMPUS_ROOT)", shell)
-    if config.production:
-        shipped = os.path.join(config.server.root, "config", "users.dev.json")
-        demo = services.users.demo_accounts(shipped)
-        if demo:
-            raise StartupError(
-                f"{config.users.file} holds the development demo account ({demo[0]}, whose"
-                " password is published): remove it with `campus users remove`"
-            )
 
 
 def serve(config: Config) -> int:
@@ -173,6 +166,8 @@ async def _serve(
     in_flight = InFlight()
     warm_up_agents()  # before listening: the parser's first use holds the GIL ~0.3-0.8 s
     app = make_app(services)
+    users = follow_users_file(services)  # every process (each worker) follows the file
+    users.start()
     refresh = None
     if services.metrics is not None:
         copy_in_flight = services.metrics.track_in_flight(lambda: in_flight.count)
@@ -229,6 +224,7 @@ async def _serve(
     for timer in (sweeper, refresh):
         if timer is not None:
             timer.stop()
+    await users.stop()
     if not await in_flight.drained(SHUTDOWN_GRACE):
         log.warning(
             "%d request(s) still running after %.0fs; closing", in_flight.count, SHUTDOWN_GRACE

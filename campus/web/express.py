@@ -8,7 +8,9 @@ the session as JSON under ``prefix + id``: the app's own fields plus express-ses
 
 This module verifies such a cookie (no I/O) and claims its record: reads and deletes it in
 one command, so a session is carried over exactly once even when two requests race with the
-same cookie. It knows nothing of Tornado, and campus.session knows nothing of it.
+same cookie; and it names the email the session was signed in as, the only thing of its
+``user`` that campus reads (the handler finds that user in the users file). It knows nothing
+of Tornado, and campus.session knows nothing of it.
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ from urllib.parse import unquote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
+from campus.accounts.users import MAX_EMAIL
 from campus.session.store import Clock, StoreUnavailable, encode_values
 
 #: express-session cookies are ~80 characters; anything much longer is not worth an HMAC.
 MAX_COOKIE_LENGTH = 1024
-#: Fields of the carried ``user`` that campus never hands out (SPEC: no password field).
-_PASSWORD_FIELDS = ("password", "password_hash")
 
 
 class ExpressSessions:
@@ -98,14 +99,22 @@ class ExpressSessions:
         cookie = record.pop("cookie", None)
         if not isinstance(cookie, dict) or not _alive(cookie.get("expires"), self._clock()):
             return None
-        user = record.get("user")
-        if isinstance(user, dict):
-            record["user"] = {k: v for k, v in user.items() if k not in _PASSWORD_FIELDS}
         try:
             encode_values(record)  # e.g. 1e999 parses as inf, which a session cannot hold
         except TypeError:
             return None
         return record
+
+
+def express_email(fields: dict[str, Any]) -> str | None:
+    """The email of the user an Express session was signed in as (``req.session.user``).
+
+    Only the email: who that user is, and what they may do, is the users file's to say.
+    """
+    user = fields.get("user")
+    email = user.get("email") if isinstance(user, dict) else None
+    # Longer than any address: nobody's, and not worth normalising.
+    return email if isinstance(email, str) and len(email) <= MAX_EMAIL else None
 
 
 def _alive(expires: object, now: float) -> bool:

@@ -25,6 +25,13 @@ const appUsers = {
     roles: ["student"],
     password: "express-password",
   },
+  // An admin of the Express app who is not in campus's users file (she left).
+  "mallory@gone.example": {
+    email: "mallory@gone.example",
+    name: "Mallory",
+    roles: ["admin"],
+    password: "express-password",
+  },
 };
 
 async function sessionStore() {

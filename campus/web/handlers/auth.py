@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -12,42 +13,93 @@ from tornado.web import HTTPError, stream_request_body
 
 from campus.accounts.signin import SIGN_IN, sign_in_record
 from campus.accounts.throttle import LoginThrottle, Throttled
-from campus.accounts.users import MAX_EMAIL, MAX_PASSWORD
+from campus.accounts.users import MAX_EMAIL, MAX_PASSWORD, User
 from campus.http.exchange import declared_over
 from campus.observability.metrics import count_sessions_destroyed
 from campus.session import SessionMixin, StoreUnavailable
 from campus.session.cookie import cookie_from_headers
 from campus.web.binding import policy as device_binding
+from campus.web.express import express_email
 from campus.web.handlers.base import ApiError, BaseHandler
+from campus.web.services import USER, session_user, signed_in_at
 
 MAX_BODY = 64 * 1024
 
 
 class SessionHandler(SessionMixin, BaseHandler):
-    """An API handler with ``self.session``; ``current_user`` is the session's user."""
+    """An API handler with ``self.session``; ``current_user`` is the session's
+    :class:`~campus.accounts.users.User` as the users file has it now, or None."""
 
     async def prepare(self) -> None:
         await super().prepare()
-        if "user" not in self.session:
-            await self._carry_over_express()
-        self.current_user = self.session.get("user")
+        user = await self.session_user()
+        if user is None:
+            user = await self._carry_over_express()
+        self.current_user = user
         device_binding.enforce(self)  # a bound session needs its short-lived cookie too
 
-    async def _carry_over_express(self) -> None:
-        """Nobody is logged in here: a live Express session becomes this request's session.
+    async def session_user(self) -> User | None:
+        """The signed-in user, by the key the session holds: a dictionary lookup, no I/O.
 
-        Like a login: a new id (the old record, if any, goes), then the data. Saving is the
-        mixin's usual job, so the new session is stored (with the user's index for "log out
-        everywhere") and its cookie set like one made by /login.
+        A session whose user is not in the users file ends here: it is destroyed (the
+        record is deleted and the cookie expired as the response goes out), whatever else
+        it held, and the request goes on without a user (401 where one is needed). Unless it
+        signed in since this process last looked at the file: the file is looked at again
+        first, as that sign-in may have read a newer version (another worker's, or another
+        machine's copy).
+        """
+        if USER not in self.session:
+            return None
+        key = session_user(self.session)
+        users = self.services.users
+        user = None if key is None else users.get(key)
+        if user is None and key is not None and signed_in_at(self.session) + 1 > users.checked_at:
+            await users.look_again()
+            user = users.get(key)
+        if user is None:
+            self.session.destroy()
+            count_sessions_destroyed(self.settings, "removed")
+        return user
+
+    async def start_session(self, user: User, carried: Mapping[str, Any] | None = None) -> None:
+        """Sign *user* in on this request's session, as /login and the Express cut-over do.
+
+        The session moves to a new id (the old record goes: no fixation), keeps what the
+        visitor had (and *carried*), and stores the user's key and the sign-in facts, which
+        "Your sessions" shows; never the record itself. The facts are recorded once, here;
+        the User-Agent is parsed off the event loop (the server warms the parser up).
+        """
+        self.session.regenerate()
+        if carried:
+            self.session.update(carried)
+        self.session[USER] = user.key
+        agent = self.request.headers.get("User-Agent")
+        facts = partial(sign_in_record, self.client_address(), agent, at=time.time())
+        self.session[SIGN_IN] = await IOLoop.current().run_in_executor(None, facts)
+        device_binding.offer(self)  # Secure-Session-Registration, for browsers that bind
+        self.current_user = user
+
+    async def _carry_over_express(self) -> User | None:
+        """Nobody is logged in here: a live Express session of a user in the users file
+        becomes this request's session, like a login (see start_session).
+
+        The user is found by the Express session's ``user.email``, normalised as at login;
+        the session refers to that user, so nothing of the Express copy of the record is
+        ever answered. Its other fields (a cart) come along. An Express session without an
+        email, or for an email not in the file, is no session: claiming it deleted it.
         """
         try:
             fields = await self.claim_express_session()
         except StoreUnavailable:
             raise HTTPError(503, "session store unavailable") from None
-        if fields:
-            self.session.regenerate()
-            self.session.update(fields)
-            device_binding.offer(self)  # as after a login: the browser may bind the session
+        if not fields:
+            return None
+        user = self.services.users.find(express_email(fields) or "")
+        if user is None:
+            return None
+        carried = {k: v for k, v in fields.items() if k not in (USER, SIGN_IN)}
+        await self.start_session(user, carried)
+        return user
 
     async def claim_express_session(self) -> dict[str, Any] | None:
         """The fields of the Express session this request's cookie names, claimed for good.
@@ -133,17 +185,10 @@ class LoginHandler(SessionHandler):
         user = await self._authenticate(email, password, address)
         if user is None:
             raise ApiError(403, "Permission denied!")
-        self.session.regenerate()
-        self.session["user"] = user
-        # Recorded once, here, for "Your sessions"; never updated by later requests. Parsed
-        # off the event loop (the server warms the parser up before it listens).
-        agent = self.request.headers.get("User-Agent")
-        record = partial(sign_in_record, address, agent, at=time.time())
-        self.session[SIGN_IN] = await IOLoop.current().run_in_executor(None, record)
-        device_binding.offer(self)  # Secure-Session-Registration, for browsers that bind
-        self.write({"user": user})
+        await self.start_session(user)
+        self.write({"user": user.public})
 
-    async def _authenticate(self, email: str, password: str, address: str) -> dict[str, Any] | None:
+    async def _authenticate(self, email: str, password: str, address: str) -> User | None:
         """The password check under the throttle: 429 while throttled, right password or not."""
         throttle = LoginThrottle(self.services.sessions.store, self.services.config.login)
         try:
@@ -233,8 +278,9 @@ class LogoutHandler(SessionHandler):
 
 class MeHandler(SessionHandler):
     def get(self) -> None:
-        if self.current_user is None:
+        user = self.current_user
+        if not isinstance(user, User):
             raise ApiError(401, "Not logged in")
-        self.write({"user": self.current_user})
+        self.write({"user": user.public})  # the record as the users file has it now
 
     head = get

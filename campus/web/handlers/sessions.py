@@ -17,7 +17,7 @@ from typing import Any, cast
 from tornado.web import HTTPError
 
 from campus.accounts.signin import SIGN_IN
-from campus.accounts.users import normalize_email
+from campus.accounts.users import User
 from campus.observability.metrics import count_sessions_destroyed
 from campus.session import StoreUnavailable
 from campus.session.handles import SessionHandles
@@ -31,11 +31,11 @@ class SessionsApiHandler(SessionHandler):
     """What the three endpoints share: the signed-in user, the store's listing, handles."""
 
     def signed_in_user(self) -> str:
+        """The signed-in user's key: the store's index of sessions is by it."""
         user = self.current_user
-        email = user.get("email") if isinstance(user, dict) else None
-        if not isinstance(email, str):
+        if not isinstance(user, User):
             raise ApiError(401, "Not logged in")
-        return normalize_email(email)
+        return user.key
 
     @property
     def listing(self) -> UserSessions:

@@ -1,0 +1,286 @@
+"""The live directory of users: who exists now, and the password check.
+
+A :class:`UserDirectory` holds one :class:`Snapshot` of the users file at a time, swapped
+whole when the file changes (campus.accounts.follow), so a request reads a user with one
+dictionary lookup and never sees half of a change. Each :class:`User` carries its public
+record, built once per load: requests hand it out as it is, without copying.
+
+Password checks run off the event loop, in :meth:`UserDirectory.check_password` alone.
+Unknown emails are checked too, against a dummy hash made with the slowest Argon2 parameters
+in the file, so a miss never answers faster than any user. A hash made with other parameters
+than the configured ones is upgraded at the user's next successful login, written back
+atomically when this process may write the file, and otherwise reported once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import argon2
+from argon2 import PasswordHasher
+from argon2.exceptions import Argon2Error, InvalidHashError, VerificationError
+
+from campus.accounts.edits import public, replace_hash
+from campus.accounts.emails import normalize_email
+from campus.accounts.records import (
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    MISSING,
+    FileVersion,
+    StrPath,
+    UsersError,
+    hash_parameters,
+    parse_records,
+    read_records,
+    read_version,
+)
+
+log = logging.getLogger("campus.users")
+
+OptionalExecutor = concurrent.futures.Executor | None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """One account as the users file has it now."""
+
+    #: The normalised email: what sessions, login counters and the store's index refer to.
+    key: str
+    #: Every field of the record but the hash, as /login and /api/me answer it. Shared by
+    #: every request until the next load: read it, never change it.
+    public: dict[str, Any]
+    password_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One load of the users file: the users by key, the dummy hash, the version read."""
+
+    users: dict[str, User]
+    dummy_hash: str
+    version: FileVersion = MISSING
+
+
+def _cost(params: argon2.Parameters) -> tuple[int, int, int]:
+    """Orders parameter sets by the time a check takes: memory times passes; with equal
+    work, fewer lanes is slower (argon2-cffi computes the lanes one after the other)."""
+    return (params.memory_cost * params.time_cost, params.memory_cost, -params.parallelism)
+
+
+def slowest_parameters(hashes: Iterable[str]) -> argon2.Parameters | None:
+    """The slowest parameter set among these hashes; None for none."""
+    found = (hash_parameters(password_hash) for password_hash in hashes)
+    return max((params for params in found if params is not None), key=_cost, default=None)
+
+
+def verify(password_hash: str, password: bytes) -> bool:
+    """One Argon2 check, off the event loop; any failure is a plain "no"."""
+    try:
+        return PasswordHasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class UserDirectory:
+    """The users file loaded into memory, with password checks off the event loop."""
+
+    path: Path
+
+    def __init__(
+        self,
+        path: StrPath,
+        records: list[dict[str, Any]] | None = None,
+        *,
+        executor: OptionalExecutor = None,
+        hasher: PasswordHasher | None = None,
+        refuse_demo_of: StrPath | None = None,
+        version: FileVersion = MISSING,
+    ) -> None:
+        """*records*: validated (campus.accounts.records). *refuse_demo_of*: the shipped
+        development file; a load that holds its demo account fails (production)."""
+        self.path = Path(path)
+        self._executor = executor
+        #: Hashes new passwords; a stored hash it would make differently is upgraded at login.
+        self.hasher = hasher
+        self.refuse_demo_of = refuse_demo_of
+        self._upgrades: set[asyncio.Task[None]] = set()  # strong references until done
+        self._upgrade_blocked = False
+        self._snapshot = Snapshot({}, "")  # replaced at once: build() may reuse its dummy
+        self._snapshot = self.build(records or [], version)
+        #: When the file was last looked at (wall clock): a load, or a poll of its follower.
+        self.checked_at = time.time()
+        self._look_now: Callable[[], Awaitable[None]] | None = None
+
+    @classmethod
+    def load(
+        cls,
+        path: StrPath,
+        *,
+        executor: OptionalExecutor = None,
+        hasher: PasswordHasher | None = None,
+        required: bool = False,
+        refuse_demo_of: StrPath | None = None,
+    ) -> UserDirectory:
+        """Read and validate the file; a missing file is an empty directory unless *required*."""
+        data, version = read_version(path)
+        if data is None and required:
+            raise UsersError(
+                f"{path} does not exist: create it with `campus users add EMAIL`"
+                " (a file holding [] starts with no users)"
+            )
+        records = [] if data is None else parse_records(data, path)
+        return cls(
+            path,
+            records,
+            executor=executor,
+            hasher=hasher,
+            refuse_demo_of=refuse_demo_of,
+            version=version,
+        )
+
+    # -- the current snapshot ------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._snapshot.users)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def get(self, key: str) -> User | None:
+        """The user with this key (an already normalised email): one dictionary lookup."""
+        return self._snapshot.users.get(key)
+
+    def find(self, email: str) -> User | None:
+        """The user with this email, however it is spelled."""
+        return self._snapshot.users.get(normalize_email(email))
+
+    def follow_with(self, look: Callable[[], Awaitable[None]]) -> None:
+        """What :meth:`look_again` awaits: the follower's poll."""
+        self._look_now = look
+
+    async def look_again(self) -> None:
+        """Look at the file now, before a user signed in since the last look is taken for
+        gone: that sign-in may have read a version this process has not (another worker
+        that polled first, another machine whose copy changed first)."""
+        if self._look_now is not None:
+            await self._look_now()
+
+    def build(self, records: list[dict[str, Any]], version: FileVersion = MISSING) -> Snapshot:
+        """A snapshot of validated records, which it takes over (they must not change after).
+        Costs a hash when the slowest parameters change.
+
+        Thread-safe (reloads run it off the event loop); raises UsersError for a file this
+        process must refuse (the demo account, where refused).
+        """
+        users = {}
+        for record in records:  # taken over: the public records share their values
+            key = normalize_email(record["email"])
+            users[key] = User(key, public(record), record["password_hash"])
+        if self.refuse_demo_of is not None:
+            demo = demo_accounts(users.values(), self.refuse_demo_of)
+            if demo:
+                raise UsersError(
+                    f"{self.path} holds the development demo account ({demo[0]}, whose"
+                    " password is published): remove it with `campus users remove`"
+                )
+        params = slowest_parameters(user.password_hash for user in users.values())
+        hasher = PasswordHasher.from_parameters(params) if params else self.hasher
+        hasher = hasher or PasswordHasher()
+        dummy = self._snapshot.dummy_hash
+        if not dummy or hasher.check_needs_rehash(dummy):  # new, or other parameters now
+            dummy = hasher.hash(secrets.token_bytes(32))
+        return Snapshot(users, dummy, version)
+
+    def replace(self, snapshot: Snapshot) -> Snapshot:
+        """Serve *snapshot* from now on (on the event loop); returns the one it replaces."""
+        previous, self._snapshot = self._snapshot, snapshot
+        return previous
+
+    def reload(self) -> Snapshot:
+        """Read the file again now and serve it; UsersError leaves the current snapshot."""
+        data, version = read_version(self.path)
+        snapshot = self.build([] if data is None else parse_records(data, self.path), version)
+        self.replace(snapshot)
+        return snapshot
+
+    # -- passwords -----------------------------------------------------------------------
+
+    async def authenticate(self, email: str, password: str) -> User | None:
+        """The user if the password matches, else None (never raises for bad input)."""
+        snapshot = self._snapshot
+        user = snapshot.users.get(normalize_email(email))
+        target = snapshot.dummy_hash if user is None else user.password_hash
+        secret = password.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates
+        if not await self.check_password(target, secret) or user is None:
+            return None
+        self._upgrade_later(user, secret)
+        return self.get(user.key)  # as the file has it now: None if removed meanwhile
+
+    async def check_password(self, password_hash: str, secret: bytes) -> bool:
+        """The one place a password is checked: in the executor, never on the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, verify, password_hash, secret)
+
+    def _upgrade_later(self, user: User, secret: bytes) -> None:
+        """Rehash with the configured parameters after the answer; never delays a login."""
+        if self.hasher is None or self._upgrade_blocked:
+            return
+        if not self.hasher.check_needs_rehash(user.password_hash):
+            return
+        task = asyncio.ensure_future(self._upgrade(user, secret))
+        self._upgrades.add(task)
+        task.add_done_callback(self._upgrades.discard)
+
+    async def _upgrade(self, user: User, secret: bytes) -> None:
+        assert self.hasher is not None
+        old = user.password_hash
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.run_in_executor(self._executor, self.hasher.hash, secret)
+            await loop.run_in_executor(None, replace_hash, self.path, user.key, old, new)
+        except (UsersError, Argon2Error) as err:
+            if not self._upgrade_blocked:
+                self._upgrade_blocked = True
+                log.warning(
+                    "password hashes made with other Argon2 parameters are not upgraded: %s",
+                    err,
+                )
+            return
+        current = self.get(user.key)
+        if current is not None and current.password_hash == old:
+            # Until the reload of the file shows it, so that the next login does not upgrade again.
+            self._snapshot.users[user.key] = dataclasses.replace(current, password_hash=new)
+        log.info("upgraded the password hash of one user to the configured Argon2 parameters")
+
+    async def wait_for_upgrades(self) -> None:
+        """Let hash upgrades in flight finish (at shutdown, and in tests)."""
+        while self._upgrades:
+            await asyncio.gather(*self._upgrades, return_exceptions=True)
+
+
+def demo_accounts(users: Iterable[User], shipped: StrPath) -> list[str]:
+    """Keys of users whose password is the published demo password (production refuses them).
+
+    Checked: the demo email, and any user sharing a hash with the shipped development file
+    (a copy under another name). A check per user would cost a hash each.
+    """
+    try:
+        shipped_hashes = {r["password_hash"] for r in read_records(shipped)}
+    except UsersError:
+        shipped_hashes = set()
+    return [
+        user.key
+        for user in users
+        if (user.key == DEMO_EMAIL or user.password_hash in shipped_hashes)
+        and verify(user.password_hash, DEMO_PASSWORD.encode())
+    ]
