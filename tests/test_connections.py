@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from campus.http.connections import FD_RESERVE
+from campus.observability.logwriter import BURST
 from tests.support.rawhttp import Response, build, exchange, read_response
 from tests.support.servers import REPO, Campus, campus_env, read_by_server, wait_for
 from tests.test_systemd import service_section
@@ -131,7 +132,7 @@ def test_past_max_connections_a_new_one_gets_a_503_until_a_slot_frees() -> None:
 
         wait_for(lambda: bool(refusals()), "the refusals line", 10)  # log lines leave in batches
         time.sleep(0.2)
-        assert len(refusals()) == 1, refusals()  # a summary, not a line per refusal
+        assert len(refusals()) <= BURST, refusals()  # 21 refusals: the rest summed up later
 
 
 def test_one_client_cannot_hold_every_slot() -> None:
@@ -227,11 +228,11 @@ def test_at_the_cap_the_longest_idle_connection_makes_room() -> None:
             sock.close()
 
         def closing() -> list[str]:
-            return [line for line in lines_of(campus) if "closing those that waited" in line]
+            return [line for line in lines_of(campus) if "closing idle ones" in line]
 
         wait_for(lambda: bool(closing()), "the closing line", 10)  # log lines leave in batches
         time.sleep(0.2)
-        assert len(closing()) == 1, closing()
+        assert len(closing()) <= BURST, closing()
 
 
 def test_the_cap_stays_below_the_open_files_limit() -> None:
@@ -283,7 +284,7 @@ def test_out_of_descriptors_the_server_waits_instead_of_spinning() -> None:
         time.sleep(2)
         assert cpu_seconds(pid) - before < 0.5  # unbounded, it spins: a core for 2 s
         new_lines = lines_of(campus)[lines_before:]
-        assert len(new_lines) <= 3, new_lines[:10]  # not a traceback per attempt
+        assert len(new_lines) <= BURST + 1, new_lines[:10]  # not a traceback per attempt
         assert any("cannot accept connections" in line for line in new_lines), new_lines
         for sock in held:
             sock.close()

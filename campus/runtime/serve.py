@@ -21,7 +21,6 @@ from campus.accounts.signin import warm_up as warm_up_agents
 from campus.accounts.users import UsersError
 from campus.config import Config
 from campus.http.connections import BoundedServer, Limits
-from campus.http.inflight import InFlight
 from campus.observability.logs import configure as configure_logging
 from campus.observability.logwriter import batched_logs
 from campus.observability.metrics import Metrics, share_between_processes, unwrap
@@ -154,15 +153,7 @@ async def _serve(
             services.express.cookie_name,
             services.express.prefix,
         )
-    in_flight = InFlight()
     warm_up_agents()  # before listening: the parser's first use holds the GIL ~0.3-0.8 s
-    app = make_app(services)
-    refresh = None
-    if services.metrics is not None:
-        copy_in_flight = services.metrics.track_in_flight(lambda: in_flight.count)
-        if copy_in_flight is not None:
-            refresh = PeriodicCallback(copy_in_flight, 1000)
-            refresh.start()
     bounds = config.server
     limits = Limits(
         max_connections=bounds.max_connections,
@@ -175,7 +166,13 @@ async def _serve(
         body_timeout=bounds.body_timeout,
         max_body_size=MAX_BODY_SIZE,
     )
-    server = BoundedServer(in_flight.wrap(app), limits)
+    server = BoundedServer(make_app(services), limits)
+    refresh = None
+    if services.metrics is not None:
+        copy_in_flight = services.metrics.track_in_flight(lambda: server.in_flight)
+        if copy_in_flight is not None:
+            refresh = PeriodicCallback(copy_in_flight, 1000)
+            refresh.start()
     if sockets is None:
         sockets = bind_sockets(config.server.port, config.server.host)
     port = sockets[0].getsockname()[1]  # before add_sockets, which re-wraps them
@@ -207,15 +204,15 @@ async def _serve(
         ready()
     await stop.wait()
 
-    log.info("shutting down: no new connections, %d request(s) in flight", in_flight.count)
-    notify("STOPPING=1", f"STATUS=draining {in_flight.count} request(s)")
+    log.info("shutting down: no new connections, %d request(s) in flight", server.in_flight)
+    notify("STOPPING=1", f"STATUS=draining {server.in_flight} request(s)")
     server.stop()
     for timer in (sweeper, refresh):
         if timer is not None:
             timer.stop()
-    if not await in_flight.drained(SHUTDOWN_GRACE):
+    if not await server.drained(SHUTDOWN_GRACE):
         log.warning(
-            "%d request(s) still running after %.0fs; closing", in_flight.count, SHUTDOWN_GRACE
+            "%d request(s) still running after %.0fs; closing", server.in_flight, SHUTDOWN_GRACE
         )
     await server.close_all_connections()
     await store.close()
