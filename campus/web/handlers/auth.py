@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from functools import partial
 from typing import Any
 
 from tornado.ioloop import IOLoop
-from tornado.web import HTTPError, stream_request_body
+from tornado.web import stream_request_body
 
 from campus.accounts.signin import SIGN_IN, sign_in_record
 from campus.accounts.throttle import LoginThrottle, Throttled
@@ -38,10 +37,7 @@ class SessionHandler(SessionMixin, BaseHandler):
         mixin's usual job, so the new session is stored (with the user's index for "log out
         everywhere") and its cookie set like one made by /login.
         """
-        try:
-            fields = await self.claim_express_session()
-        except StoreUnavailable:
-            raise HTTPError(503, "session store unavailable") from None
+        fields = await self.claim_express_session()
         if fields:
             self.session.regenerate()
             self.session.update(fields)
@@ -135,7 +131,7 @@ class LoginHandler(SessionHandler):
         # Recorded once, here, for "Your sessions"; never updated by later requests. Parsed
         # off the event loop (the server warms the parser up before it listens).
         agent = self.request.headers.get("User-Agent")
-        record = partial(sign_in_record, address, agent, at=time.time())
+        record = partial(sign_in_record, address, agent, at=self.session_manager.clock())
         self.session[SIGN_IN] = await IOLoop.current().run_in_executor(None, record)
         self.write({"user": user})
 
@@ -150,8 +146,6 @@ class LoginHandler(SessionHandler):
         except Throttled as exc:
             retry_after = {"Retry-After": str(exc.retry_after)}
             raise ApiError(429, "Too many failed logins. Try again later.", **retry_after) from None
-        except StoreUnavailable as exc:
-            raise HTTPError(503, "session store unavailable: %s", exc) from None
         return user
 
 
