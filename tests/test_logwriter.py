@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from campus.observability.logs import MAX_MESSAGE, MAX_TRACEBACK, JsonFormatter, TextFormatter
-from campus.observability.logwriter import BURST, FLUSH_DELAY, WINDOW, LogWriter
+from campus.observability.logwriter import BURST, FLUSH_DELAY, MAX_KEYS, WINDOW, LogWriter
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
 from tests.support.servers import SECRET, Campus, campus_env, free_port, wait_for
@@ -140,6 +140,26 @@ def test_the_same_error_many_times_is_summarised(
     lines = stream.getvalue().splitlines()
     assert "995 more like this" in lines[BURST + 1] and "accept failed on fd 0" in lines[BURST + 1]
     assert lines[-1].endswith("accept failed on fd 1001")
+
+
+def test_summaries_count_their_whole_length_towards_a_batch(
+    stream: CountingStream, clock: Clock
+) -> None:
+    """Past MAX_KEYS distinct errors every window closes with its summary: those lines
+    weigh what they are, and the batch goes out once it passes FLUSH_BYTES."""
+    writer = LogWriter(stream, clock=clock)
+    writer.setFormatter(TextFormatter())
+    loop = asyncio.new_event_loop()  # attached, never run: only a full batch is written
+    writer.attach(loop)
+    try:
+        for key in range(MAX_KEYS + 1):
+            message = f"error {chr(0x4E00 + key)} " + "x" * 250  # a distinct template each
+            for _ in range(BURST + 1 if key < MAX_KEYS else 1):
+                writer.handle(logging.LogRecord("campus", logging.ERROR, "", 0, message, (), None))
+        assert stream.getvalue().count("more like this") == MAX_KEYS
+    finally:
+        writer.detach()
+        loop.close()
 
 
 def test_access_lines_are_never_summarised(stream: CountingStream, clock: Clock) -> None:

@@ -59,7 +59,7 @@ async def login(
 
 
 def throttled(response: HTTPResponse) -> int:
-    """Assert a 429 as SPEC has it; return its Retry-After."""
+    """Assert the throttled answer (429, its message, Retry-After); return its Retry-After."""
     assert response.code == 429, (response.code, response.body)
     assert json.loads(response.body) == {"errorMessage": "Too many failed logins. Try again later."}
     assert response.headers["Cache-Control"] == "no-store"

@@ -30,7 +30,7 @@ from campus.session.store import Clock, StoreUnavailable, encode_values
 
 #: express-session cookies are ~80 characters; anything much longer is not worth an HMAC.
 MAX_COOKIE_LENGTH = 1024
-#: Fields of the carried ``user`` that campus never hands out (SPEC: no password field).
+#: Fields of the carried ``user`` that campus never hands out: no answer carries a password.
 _PASSWORD_FIELDS = ("password", "password_hash")
 
 
