@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -21,21 +20,11 @@ from campus.observability.accesslog import MAX_PATH, printable
 from campus.session.contract import ContractClock
 from campus.web.app import make_app
 from campus.web.services import Services
-from tests.conftest import PASSWORD, Fetch, closing_store, make_services
+from tests.support.apps import PASSWORD, Fetch, closing_store, make_services
+from tests.support.logs import access_lines
 from tests.support.servers import REPO, SECRET, Campus, RedisServer, production_env
 
 WRONG = "Tr0ub4dor&3-not-it"
-LINE = re.compile(r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+)" (?P<status>\d{3}) [0-9.]+ms')
-
-
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
-    lines = []
-    for record in caplog.records:
-        if record.name == "campus.access":
-            match = LINE.fullmatch(record.getMessage())
-            assert match, record.getMessage()
-            lines.append(match.groupdict())
-    return lines
 
 
 @pytest.mark.gen_test

@@ -16,7 +16,7 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from campus.config import Config, LoginConfig
 from campus.http.clients import client_address, ip_address
-from tests.test_accesslog import access_lines
+from tests.support.logs import access_lines
 
 ADDRESS = "198.51.100.7"
 

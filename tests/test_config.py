@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from campus.config import DEV_SECRET, Config, ConfigError, load
+from tests.support.servers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 GOOD = "g" * 40  # a production-worthy secret
 OTHER = "o" * 48
 

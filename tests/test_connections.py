@@ -26,7 +26,7 @@ from campus.http.connections import FD_RESERVE
 from campus.observability.logwriter import BURST
 from tests.support.rawhttp import Response, build, exchange, read_response
 from tests.support.servers import REPO, Campus, campus_env, read_by_server, wait_for
-from tests.test_systemd import service_section
+from tests.support.units import service_section
 
 CPU_TICK = os.sysconf("SC_CLK_TCK")
 
@@ -349,7 +349,7 @@ def test_a_client_that_does_not_read_its_responses_is_cut(quick: Campus) -> None
     """Slow read: pipelined requests whose answers fill every buffer on the way."""
     pid = quick.process.pid
     idle = open_descriptors(pid)
-    size = len((Path(__file__).parent.parent / "dist/js/views.js").read_bytes())
+    size = len((REPO / "dist/js/views.js").read_bytes())
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     with sock:

@@ -14,7 +14,7 @@ import redis
 
 from campus.config import Config
 from campus.session import CookieSigner
-from tests.conftest import PASSWORD
+from tests.support.apps import PASSWORD
 from tests.support.servers import Campus, RedisServer, campus_env, free_port, run_campus, wait_for
 
 ANN = {"email": "ann@campus.test", "password": PASSWORD}

@@ -18,7 +18,7 @@ from campus.config import Config
 from campus.session.stores.memory import MemoryStore
 from campus.web.handlers.origin import is_cross_origin, origin_of
 from campus.web.services import Services
-from tests.conftest import PASSWORD, Fetch, session_cookie
+from tests.support.apps import PASSWORD, Fetch, session_cookie
 
 OWN = "http://app.test:8000"
 REFUSED = {"errorMessage": "Cross-origin request refused"}

@@ -41,7 +41,14 @@ from campus.session.stores.redis import RedisStore
 from campus.web.app import make_app
 from campus.web.express import ExpressSessions
 from campus.web.services import Services, build_express, build_sessions
-from tests.conftest import PASSWORD, Fetch, closing_store, make_config, make_store, session_cookie
+from tests.support.apps import (
+    PASSWORD,
+    Fetch,
+    closing_store,
+    make_config,
+    make_store,
+    session_cookie,
+)
 from tests.support.servers import REPO, Campus, RedisServer, production_env
 
 APP_DIR = REPO / "tests" / "express"

@@ -20,7 +20,7 @@ from tornado.tcpclient import TCPClient
 from campus.session.store import new_session_id
 from campus.web.app import make_app
 from campus.web.services import Services, build_sessions
-from tests.conftest import DownStore, Fetch, session_cookie
+from tests.support.apps import DownStore, Fetch, session_cookie
 
 SECRET = b"TOP-SECRET-campus-frontend-test-3f9a1c"
 INDEX = b"<!doctype html><html><body><main id='app'>shell for tests</main></body></html>\n"

@@ -23,37 +23,26 @@ from campus.session.store import new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.web.app import make_app
 from campus.web.services import Services
-from tests.conftest import PASSWORD, DownStore, Fetch, session_cookie
+from tests.support.apps import (
+    ANN,
+    PASSWORD,
+    DownStore,
+    Fetch,
+    error_of,
+    json_of,
+    logged_in,
+    login_body,
+    me,
+    post_login,
+    session_cookie,
+)
 from tests.support.servers import REPO
 
 MAX_BODY = 64 * 1024
-ANN = "ann@campus.test"
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43,}")
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def error_of(response: HTTPResponse, status: int) -> str:
-    """Assert a JSON error answer with this status; return its errorMessage."""
-    assert response.code == status, (response.code, response.body[:300])
-    content_type = response.headers.get("Content-Type", "")
-    assert content_type.startswith("application/json"), content_type
-    assert b"Traceback" not in response.body
-    assert b"<html" not in response.body.lower()
-    body = json.loads(response.body)
-    assert isinstance(body, dict)
-    assert set(body) == {"errorMessage"}, body
-    message = body["errorMessage"]
-    assert isinstance(message, str)
-    assert message
-    return message
-
-
-def json_of(response: HTTPResponse, status: int = 200) -> Any:
-    assert response.code == status, (response.code, response.body[:300])
-    assert response.headers.get("Content-Type", "").startswith("application/json")
-    return json.loads(response.body)
 
 
 def set_cookie_headers(response: HTTPResponse, name: str = "campus.sid") -> list[str]:
@@ -77,29 +66,6 @@ def decoded_id(value: str) -> str:
     assert len(fields) == 6, value
     payload = fields[4].split(":", 1)[1]
     return base64.b64decode(payload).decode("ascii")
-
-
-def login_body(email: str = ANN, password: str = PASSWORD) -> str:
-    return json.dumps({"email": email, "password": password})
-
-
-async def post_login(fetch: Fetch, body: str | bytes, cookie: str | None = None) -> HTTPResponse:
-    headers = {"Content-Type": "application/json"}
-    if cookie is not None:
-        headers["Cookie"] = f"campus.sid={cookie}"
-    return await fetch("/login", method="POST", body=body, headers=headers)
-
-
-async def me(fetch: Fetch, cookie: str) -> HTTPResponse:
-    return await fetch("/api/me", headers={"Cookie": f"campus.sid={cookie}"})
-
-
-async def logged_in(fetch: Fetch) -> str:
-    response = await post_login(fetch, login_body())
-    assert response.code == 200, response.body
-    cookie = session_cookie(response)
-    assert cookie
-    return cookie
 
 
 # --- POST /login: bad bodies -----------------------------------------------------------

@@ -19,7 +19,7 @@ from types import TracebackType
 import pytest
 import redis
 
-from tests.conftest import PASSWORD
+from tests.support.apps import PASSWORD
 from tests.support.servers import Campus, RedisServer, production_env
 
 MARKER = "campus-test:end-of-capture"

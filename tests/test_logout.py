@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from campus.web.services import Services
-from tests.conftest import Fetch, session_cookie
-from tests.test_http_inputs import error_of, json_of, logged_in, me
+from tests.support.apps import Fetch, error_of, json_of, logged_in, me, session_cookie
 
 
 @pytest.mark.parametrize("site", ["cross-site", "same-site", "Same-Origin", "", "nonsense"])

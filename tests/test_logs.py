@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD
+from tests.support.apps import PASSWORD
 from tests.support.servers import Campus, RedisServer, campus_env
 
 REDIS_PASSWORD = "redis-pass-7d4e1b-never-logged"

@@ -25,7 +25,7 @@ from campus.session.store import SessionRecord, StoreUnavailable
 from campus.session.stores.memory import MemoryStore
 from campus.web.app import make_app
 from campus.web.services import Services, build_sessions
-from tests.conftest import PASSWORD, DownStore, Fetch, closing_store, make_store
+from tests.support.apps import PASSWORD, DownStore, Fetch, closing_store, make_store
 from tests.support.servers import REPO
 
 TOKEN = "metrics-token-0123456789abcdef"

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from campus.config.schema import ServerConfig
-from tests.conftest import PASSWORD, USERS
+from tests.support.apps import PASSWORD, USERS
 from tests.support.nginx_proxy import (
     CONF,
     NGINX,

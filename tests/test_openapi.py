@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PASSWORD
+from tests.support.apps import PASSWORD
 from tests.support.servers import REPO, Campus, campus_env
 
 SCHEMA = REPO / "docs" / "openapi.yaml"

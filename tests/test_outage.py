@@ -18,9 +18,8 @@ import pytest
 
 from campus.session import CookieSigner
 from campus.session.store import new_session_id
-from tests.conftest import PASSWORD
-from tests.session.test_redis_outage import PERSISTENT
-from tests.support.servers import SECRET, Campus, RedisServer, production_env, wait_for
+from tests.support.apps import PASSWORD
+from tests.support.servers import PERSISTENT, SECRET, Campus, RedisServer, production_env, wait_for
 
 UNAVAILABLE = {"errorMessage": "Session store unavailable"}
 #: Paths that must not care about the store, and one that needs the session.

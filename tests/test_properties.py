@@ -28,7 +28,7 @@ from campus.runtime.serve import MAX_BODY_SIZE
 from campus.session.stores.memory import MemoryStore
 from campus.web.app import make_app
 from campus.web.services import Services
-from tests.conftest import PASSWORD, make_config, make_services
+from tests.support.apps import PASSWORD, make_config, make_services
 from tests.support.rawhttp import SECRET, Response, build, exchange, plant_site
 
 PROPERTY = settings(

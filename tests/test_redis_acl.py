@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import PASSWORD
+from tests.support.apps import PASSWORD
 from tests.support.servers import (
     REPO,
     Campus,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from tornado.web import decode_signed_value
 
-from tests.conftest import PASSWORD
+from tests.support.apps import PASSWORD
 from tests.support.redis_topologies import Cluster, SentinelGroup, wait_for
 from tests.support.servers import SECRET, Campus, production_env, run_campus
 

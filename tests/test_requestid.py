@@ -21,7 +21,7 @@ from campus.session.contract import ContractClock
 from campus.session.store import new_session_id
 from campus.web.app import make_app
 from campus.web.services import Services
-from tests.conftest import DownStore, Fetch, make_services
+from tests.support.apps import DownStore, Fetch, make_services
 from tests.support.rawhttp import build, exchange
 from tests.support.servers import REPO
 

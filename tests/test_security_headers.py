@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPResponse
 
-from tests.conftest import PASSWORD, Fetch
+from tests.support.apps import PASSWORD, Fetch
 from tests.support.servers import REPO
 
 SHELL_PATHS = ["/", "/login", "/account", "/deep/link", "/index.html"]

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from campus.config import DEV_SECRET
-from tests.conftest import PASSWORD
+from tests.support.apps import PASSWORD
 from tests.support.servers import (
     SECRET,
     Campus,

@@ -23,7 +23,7 @@ from campus.session.stores.redis import RedisStore
 from campus.web.app import make_app
 from campus.web.handlers.auth import SessionHandler
 from campus.web.services import Services
-from tests.conftest import PASSWORD, make_config, make_services, session_cookie
+from tests.support.apps import PASSWORD, make_config, make_services, session_cookie
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.gen_test

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import os
 import shutil
 import signal
@@ -18,6 +17,7 @@ import pytest
 
 from campus.runtime.sdnotify import notify
 from tests.support.servers import REPO, campus_env, free_port
+from tests.support.units import service_section
 
 
 class Supervisor:
@@ -134,13 +134,6 @@ REQUIRED = {
     "PrivateTmp": "yes",
     "PrivateDevices": "yes",
 }
-
-
-def service_section(name: str) -> dict[str, str]:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(REPO / "config" / name)
-    return dict(parser["Service"])
 
 
 @pytest.mark.parametrize("name", UNITS)

@@ -20,7 +20,7 @@ from tornado.testing import bind_unused_port
 from campus.config import Config, LoginConfig
 from campus.session.contract import ContractClock
 from campus.web.app import make_app
-from tests.conftest import PASSWORD, Fetch, make_config, make_services, session_cookie
+from tests.support.apps import PASSWORD, Fetch, make_config, make_services, session_cookie
 from tests.support.servers import REPO, RedisServer, redis_keys
 
 pytestmark = pytest.mark.gen_test

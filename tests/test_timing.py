@@ -19,7 +19,7 @@ import argon2
 import pytest
 
 from campus.config import Config, LoginConfig
-from tests.conftest import USERS
+from tests.support.apps import USERS
 
 REALISTIC = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 PASSWORD = "a realistic password, hashed realistically"

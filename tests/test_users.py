@@ -25,8 +25,8 @@ from campus.accounts.users import (
     remove_user,
     validate_email,
 )
+from tests.support.servers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 CHEAP = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 ANN_HASH = CHEAP.hash("ann-secret")
 #: Long enough, and on no list of common passwords.

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import PASSWORD
+from tests.support.apps import PASSWORD
 from tests.support.servers import (
     REPO,
     SECRET,

@@ -15,12 +15,11 @@ from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
 from campus.session.stores.redis import RedisStore, connect
 from tests.support.redis_topologies import Cluster
-from tests.support.servers import RedisServer, free_port
+from tests.support.servers import PERSISTENT, RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test(timeout=30)  # some tests start and kill redis-servers
 
 #: Append-only file, fsync'ed on every write: a SIGKILL loses nothing.
-PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
 
 
 def record(clock: ContractClock, user: str | None = None) -> SessionRecord:

@@ -113,6 +113,10 @@ def redis_command(client: redis.Redis, *args: str) -> Any:
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
+#: redis-server options: every write on disk before it is acknowledged (append-only, fsync).
+PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
+
+
 class RedisServer:
     """A redis-server process of the test suite's own."""
 
