@@ -22,6 +22,7 @@ from tornado.ioloop import IOLoop
 from campus.config import Config
 from campus.web.app import make_app
 from campus.web.services import Services
+from tests.support import processes
 from tests.support.apps import (
     CHEAP_HASHER,
     PASSWORD,
@@ -31,6 +32,7 @@ from tests.support.apps import (
     make_config,
     make_services,
 )
+from tests.support.needs import markers_of
 from tests.support.servers import REPO, RedisServer
 
 if TYPE_CHECKING:
@@ -39,6 +41,19 @@ if TYPE_CHECKING:
 # The store contract suite lives in the package (others run it against their own stores):
 # rewrite its asserts as pytest does a test module's, for readable failures.
 pytest.register_assert_rewrite("campus.session.contract")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with what it needs (browser, nginx, ..., slow), from the file that
+    holds it and its fixtures (tests/support/needs.py): ``-m "not browser"`` leaves those out."""
+    for item in items:
+        for marker in markers_of(item.path, getattr(item, "fixturenames", ())):
+            item.add_marker(marker)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    processes.running = item  # before its fixtures: they may start processes too
 
 
 @pytest.fixture(scope="session")

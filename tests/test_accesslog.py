@@ -95,6 +95,7 @@ def test_paths_cannot_forge_log_lines_or_flood_them() -> None:
     assert printable("/plain/path?q=1") == "/plain/path?q=1"
 
 
+@pytest.mark.slow
 def test_no_session_id_password_or_secret_in_the_process_output(
     users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:

@@ -44,6 +44,7 @@ def attributes(set_cookie: str) -> dict[str, str]:
 # --- refused at startup ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings, says",
     [
@@ -77,6 +78,7 @@ def test_the_server_refuses_to_start(settings: dict[str, str], says: str) -> Non
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_config_file_breaking_the_rules_is_named(tmp_path: Path) -> None:
     config = tmp_path / "development.toml"
     config.write_text('[session]\nsame_site = "none"\n')
@@ -89,6 +91,7 @@ def test_a_config_file_breaking_the_rules_is_named(tmp_path: Path) -> None:
 # --- accepted and set as configured ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_host_prefixed_secure_cookie_works(users_file: Path) -> None:
     server = Campus(
         campus_env(
@@ -149,6 +152,7 @@ def signed_with(secret: str, value: str) -> bool:
     return CookieSigner([secret]).verify("campus.sid", value, max_age=3600) is not None
 
 
+@pytest.mark.slow
 def test_secret_rotation_across_restarts(
     users_file: Path, redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:

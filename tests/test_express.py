@@ -585,6 +585,7 @@ def outage_services(lone_redis: RedisServer, users_file: Path, clock: ContractCl
     return cut_over_services(dataclasses.replace(config, express=express), clock)
 
 
+@pytest.mark.slow
 @pytest.mark.gen_test
 async def test_a_store_outage_during_the_carry_over_is_a_503_then_it_works(
     lone_redis: RedisServer, outage_services: Services

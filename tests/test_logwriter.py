@@ -229,6 +229,7 @@ def send(port: int, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["text", "json"])
 def test_no_line_of_a_real_process_is_long_whoever_sent_what(kind: str) -> None:
     server = Campus(campus_env(CAMPUS_LOG_FORMAT=kind))
@@ -246,6 +247,7 @@ def test_no_line_of_a_real_process_is_long_whoever_sent_what(kind: str) -> None:
         assert all(isinstance(json.loads(line), dict) for line in lines)
 
 
+@pytest.mark.slow
 def test_an_outage_is_summarised_not_a_flood() -> None:
     """Redis refuses every connection: each request is a 503, its warning summarised."""
     server = Campus(
@@ -273,6 +275,7 @@ def test_an_outage_is_summarised_not_a_flood() -> None:
     assert any("more like this" in line for line in others), others
 
 
+@pytest.mark.slow
 def test_junk_requests_never_hide_a_different_error() -> None:
     """Summaries are per kind of line: a flood of one error sums up only that one."""
     server = Campus(
@@ -297,6 +300,7 @@ def test_junk_requests_never_hide_a_different_error() -> None:
     assert len(outage) == 3, output[-3000:]
 
 
+@pytest.mark.slow
 def test_none_lost_on_sigterm(tmp_path: Path) -> None:
     """A burst of requests right before SIGTERM: every one of them has its access line."""
     server = Campus(campus_env())
@@ -312,6 +316,7 @@ def test_none_lost_on_sigterm(tmp_path: Path) -> None:
     assert output.rstrip().endswith("campus: stopped")
 
 
+@pytest.mark.slow
 def test_access_lines_can_be_turned_off() -> None:
     server = Campus(campus_env(CAMPUS_LOG_ACCESS="false"))
     server.request("/api/me")
@@ -380,6 +385,7 @@ def test_no_character_makes_a_line_long(formatter: logging.Formatter, char: str)
     assert len(text) <= 2 * LINE_LIMIT
 
 
+@pytest.mark.slow
 def test_warnings_and_uncaught_errors_are_json_lines_too() -> None:
     """What Python itself prints on stderr goes through the writer, in the chosen format."""
     import subprocess
@@ -407,6 +413,7 @@ def test_warnings_and_uncaught_errors_are_json_lines_too() -> None:
     assert entries[2]["level"] == "CRITICAL" and entries[2]["exception"].endswith("the end")
 
 
+@pytest.mark.slow
 def test_malformed_requests_do_not_flood_the_log() -> None:
     """Tornado logs each malformed request at INFO: 200 of them are a few lines, not 200."""
     server = Campus(campus_env())

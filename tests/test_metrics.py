@@ -251,6 +251,7 @@ async def test_the_store_proxy_times_any_coroutine_method_and_passes_the_rest() 
     assert 'campus_store_failures_total{operation="ping",store="custom"} 1.0' in text
 
 
+@pytest.mark.slow
 def test_several_processes_share_their_counts() -> None:
     """Multiprocess mode: any worker answering a scrape reports every worker's requests."""
     script = textwrap.dedent(

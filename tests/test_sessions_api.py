@@ -345,6 +345,7 @@ def calls(client: redis.Redis) -> dict[str, int]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("topology", ["redis_cluster", "redis_sentinel"])
 class TestTopologies:
     @pytest.fixture(autouse=True)

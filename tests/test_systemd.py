@@ -59,6 +59,7 @@ def start(notify_socket: str, port: int, users_file: Path) -> subprocess.Popen[b
     )
 
 
+@pytest.mark.slow
 def test_ready_once_listening_then_stopping_on_sigterm(
     supervisor: tuple[Supervisor, str], users_file: Path
 ) -> None:
@@ -85,6 +86,7 @@ def test_ready_once_listening_then_stopping_on_sigterm(
             process.wait(10)
 
 
+@pytest.mark.slow
 def test_no_ready_when_the_port_is_taken(
     supervisor: tuple[Supervisor, str], users_file: Path
 ) -> None:

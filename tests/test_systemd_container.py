@@ -28,8 +28,6 @@ import pytest
 from tests.support import nspawn
 from tests.support.nspawn import Container
 
-pytestmark = pytest.mark.systemd_boot
-
 README = nspawn.REPO / "README.md"
 CHECKOUT = "/opt/campus"
 EMAIL = "ann@example.edu"

@@ -101,6 +101,7 @@ def test_a_users_file_from_before_the_strict_check_still_loads(tmp_path: Path) -
 # --- loading ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_missing_file_is_an_empty_directory(tmp_path: Path) -> None:
     directory = UserDirectory.load(tmp_path / "nope.json")
     assert len(directory) == 0
@@ -215,6 +216,7 @@ def test_unknown_email_still_verifies_with_the_users_parameters(users_file: Path
     assert argon2.extract_parameters(dummy_hash) == argon2.extract_parameters(ANN_HASH)
 
 
+@pytest.mark.slow
 def test_empty_directory_dummy_uses_default_parameters(tmp_path: Path) -> None:
     executor = RecordingExecutor()
     with executor:
@@ -390,6 +392,7 @@ def test_remove_missing_user_leaves_the_file(users_file: Path, tmp_path: Path) -
     assert not (tmp_path / "absent").exists()
 
 
+@pytest.mark.slow
 def test_the_shipped_dev_file_has_the_demo_account() -> None:
     directory = UserDirectory.load(REPO / "config" / "users.dev.json")
     user = authenticate(directory, "demo@campus.test", "campus-demo")
@@ -460,6 +463,7 @@ def test_a_file_this_process_cannot_write_is_reported_once(
     assert len(warnings) == 1 and "not upgraded" in warnings[0].getMessage()
 
 
+@pytest.mark.slow
 def test_the_demo_account_is_found_by_email_and_by_a_copied_hash(tmp_path: Path) -> None:
     shipped = REPO / "config" / "users.dev.json"
     (demo,) = read_records(shipped)

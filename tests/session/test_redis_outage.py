@@ -27,6 +27,7 @@ def record(clock: ContractClock, user: str | None = None) -> SessionRecord:
     return SessionRecord(data, int(clock()) + 60, user)
 
 
+@pytest.mark.slow
 async def test_a_server_that_never_answers_costs_one_timeout_not_several(
     black_hole: int, clock: ContractClock
 ) -> None:
@@ -147,6 +148,7 @@ def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
         cluster.stop()
 
 
+@pytest.mark.slow
 async def test_a_cluster_node_dies(own_cluster: Cluster, clock: ContractClock) -> None:
     """Keys in its slots (and soon, with the Cluster marked down, all keys) are unavailable:
     StoreUnavailable, not a RedisClusterException (which is no RedisError) leaking out."""
