@@ -18,6 +18,7 @@ import socket
 import time
 import tomllib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,15 @@ def connections(port: int, count: int) -> list[socket.socket]:
 SLOW_BODY = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
 
 
+def answered(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def decided(socks: list[socket.socket]) -> bool:
+    """Whether the server refused each (a 503 at once) or took it (its headers read)."""
+    return all(answered(sock) or read_by_server(sock) for sock in socks)
+
+
 def hold(port: int, count: int) -> list[socket.socket]:
     """*count* busy connections the server has accepted and keeps."""
     held: list[socket.socket] = []
@@ -79,9 +89,8 @@ def hold(port: int, count: int) -> list[socket.socket]:
         for sock in more:
             sock.sendall(SLOW_BODY)
         held += more
-        time.sleep(0.3)  # a refusal comes at once
-        refused, _, _ = select.select(held, [], [], 0)
-        for sock in refused:
+        wait_for(partial(decided, more), "the server to take or refuse each connection", 10)
+        for sock in [sock for sock in held if answered(sock)]:
             held.remove(sock)
             sock.close()
     return held
@@ -264,7 +273,9 @@ def test_the_cap_stays_below_the_open_files_limit() -> None:
             sock.close()
         wait_for(lambda: healthz(campus).status == 200, "/healthz to answer again", 10)
         log = lines_of(campus)
-        assert len([line for line in log if "campus.access" not in line]) < 10, log
+        # "lowered" and "listening"; then refusals, perhaps accept() failing too: each at most
+        # BURST lines and a summary, however many connections it was.
+        assert len([line for line in log if "campus.access" not in line]) <= 2 + 2 * (BURST + 1)
 
 
 def test_out_of_descriptors_the_server_waits_instead_of_spinning() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,7 +152,8 @@ def test_sigterm_lets_a_request_in_flight_finish(production: Campus) -> None:
         sock.sendall(head + body[:10])  # the request is in flight: half its body sent
         wait_for(lambda: read_by_server(sock), "the server to read the request's start")
         production.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        draining = "shutting down: no new connections, 1 request(s) in flight"
+        wait_for(lambda: draining in production.log(), draining, 10)
         assert production.process.poll() is None  # still draining
         sock.sendall(body[10:])
         response = sock.recv(65536)

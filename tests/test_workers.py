@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -170,7 +169,8 @@ def test_sigterm_drains_every_worker_then_the_parent_exits_zero(workers: Campus)
     for _, sock in in_flight:
         wait_for(partial(read_by_server, sock), "the workers to read the requests")
     workers.process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    draining = "shutting down: no new connections, 1 request(s) in flight"
+    wait_for(lambda: workers.log().count(draining) == 2, "both workers draining", 10)
     assert workers.process.poll() is None  # draining
     assert children(workers.process.pid) == pids
     for _, sock in in_flight:
