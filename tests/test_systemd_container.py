@@ -1,14 +1,15 @@
-"""The README's "Deploying" section, run under a real systemd in a booted Debian container.
+"""docs/operations.md, run under a real systemd in a booted Debian container.
 
 The module boots one container (tests/support/nspawn.py: a cached Debian root, systemd-nspawn, a
-private network), copies the checkout in and runs the shell blocks of "Install as a service"
-and "Scaling out" line by line, as an operator would paste them. Three lines cannot be run as
-written and are replaced: `apt-get install` checks the packages are there (the container has
-no network; the cached root has them), `git clone` copies the files of `git ls-files`, and
-`journalctl -f` reads the journal instead of following it. pip gets the wheels from the host
-(PIP_NO_INDEX, PIP_FIND_LINKS). The tests then check what the units promise: readiness, the
-status line, sessions through the unit, restart after a crash, the drain on stop, the journal,
-the sandbox, the security score, and two instances through a rolling restart.
+private network), copies the checkout in and runs the shell blocks of "Install as a service",
+"Scaling out" and "Upgrading" line by line, as an operator would paste them. Four lines cannot
+be run as written and are replaced: `apt-get install` checks the packages are there (the
+container has no network; the cached root has them), `git clone` copies the files of `git
+ls-files`, `git pull` copies a newer release over them, and `journalctl -f` reads the journal
+instead of following it. pip gets the wheels from the host (PIP_NO_INDEX, PIP_FIND_LINKS). The
+tests then check what the units promise: readiness, the status line, sessions through the
+unit, restart after a crash, the drain on stop, the journal, the sandbox, the security score,
+two instances through a rolling restart, and one copy of the code before and after an upgrade.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pytest
 from tests.support import nspawn
 from tests.support.nspawn import Container
 
-README = nspawn.REPO / "README.md"
+OPERATIONS = nspawn.REPO / "docs" / "operations.md"
 CHECKOUT = "/opt/campus"
 EMAIL = "ann@example.edu"
 PASSWORD = "a long pass phrase for ann " + secrets.token_hex(4)
@@ -36,13 +37,13 @@ PASSWORD = "a long pass phrase for ann " + secrets.token_hex(4)
 OFFLINE_PIP = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": nspawn.WHEELS}
 
 
-def readme_block(heading: str) -> list[str]:
+def doc_block(heading: str) -> list[str]:
     """The commands of the first ```sh block under *heading*, one per line."""
-    text = README.read_text()
+    text = OPERATIONS.read_text()
     start = text.find(f"\n{heading}\n")
-    assert start >= 0, f"README.md has no {heading!r} heading"
+    assert start >= 0, f"docs/operations.md has no {heading!r} heading"
     block = re.search(r"```sh\n(.*?)```", text[start:], re.DOTALL)
-    assert block is not None, f"README.md has no ```sh block under {heading!r}"
+    assert block is not None, f"docs/operations.md has no ```sh block under {heading!r}"
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
@@ -54,14 +55,14 @@ def git_files() -> list[str]:
 
 
 class Deployment:
-    """The booted container, and what the README's lines printed there."""
+    """The booted container, and what the documented lines printed there."""
 
     def __init__(self, box: Container) -> None:
         self.box = box
         self.printed: dict[str, str] = {}
 
     def run_line(self, line: str, cwd: str) -> str:
-        """One README line, as literally as a script can; returns the directory it leaves."""
+        """One documented line, as literally as a script can; returns the directory it leaves."""
         box = self.box
         if line.startswith("apt-get install"):
             packages = [word for word in line.split("#")[0].split()[2:] if word[0] != "-"]
@@ -130,16 +131,16 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         booted = time.monotonic()
         deployment = Deployment(box)
         cwd = "/"
-        for line in readme_block("### Install as a service"):
+        for line in doc_block("## Install as a service"):
             cwd = deployment.run_line(line, cwd)
         print(
             f"root and wheels {prepared - started:.0f} s, boot {booted - prepared:.0f} s,"
-            f" the README's steps {time.monotonic() - booted:.0f} s"
+            f" the documented steps {time.monotonic() - booted:.0f} s"
         )
         yield deployment
 
 
-def test_the_readme_installs_an_enabled_running_unit(deployed: Deployment) -> None:
+def test_the_docs_install_an_enabled_running_unit(deployed: Deployment) -> None:
     box = deployed.box
     assert box.sh("systemctl is-enabled campus").stdout.strip() == "enabled"
     state = box.show("campus", "ActiveState", "SubState", "User", "WorkingDirectory")
@@ -149,7 +150,7 @@ def test_the_readme_installs_an_enabled_running_unit(deployed: Deployment) -> No
         "User": "campus",
         "WorkingDirectory": CHECKOUT,
     }
-    # The environment file got its secret from the README's line, and is root's alone.
+    # The environment file got its secret from the documented line, and is root's alone.
     env_file = box.sh("stat -c '%U:%G %a' /etc/campus/campus.env && cat /etc/campus/campus.env")
     owner, _, text = env_file.stdout.partition("\n")
     assert owner == "root:root 600"
@@ -162,7 +163,7 @@ def test_the_readme_installs_an_enabled_running_unit(deployed: Deployment) -> No
 def test_status_shows_the_status_line(deployed: Deployment) -> None:
     printed = deployed.printed_by("systemctl status campus")
     readme_line = next(
-        line for line in readme_block("### Install as a service") if "systemctl status" in line
+        line for line in doc_block("## Install as a service") if "systemctl status" in line
     )
     promised = readme_line.split("#", 1)[1].strip()
     assert promised in printed, printed
@@ -341,11 +342,12 @@ def security_score(box: Container, unit: str) -> str:
     return f"{score.group(1)} {score.group(2)}"
 
 
-def test_systemd_analyze_security_scores_as_the_readme_says(deployed: Deployment) -> None:
+def test_systemd_analyze_security_scores_as_the_docs_say(deployed: Deployment) -> None:
     claim = re.search(
-        r"`systemd-analyze security campus` rates it \*\*(\d+\.\d \w+)\*\*", README.read_text()
+        r"`systemd-analyze\s+security\s+campus` rates it \*\*(\d+\.\d \w+)\*\*",
+        OPERATIONS.read_text(),
     )
-    assert claim is not None, "README.md's Deploying section states the security score"
+    assert claim is not None, "docs/operations.md states the security score"
     assert security_score(deployed.box, "campus") == claim.group(1)
 
 
@@ -353,7 +355,7 @@ def test_two_instances_share_sessions_and_lose_nothing_in_a_rolling_restart(
     deployed: Deployment,
 ) -> None:
     box = deployed.box
-    commands = readme_block("### Scaling out")
+    commands = doc_block("## Scaling out")
     rolling = next(line for line in commands if "restart" in line)
     for line in commands:
         if line != rolling:
@@ -393,3 +395,55 @@ def test_two_instances_share_sessions_and_lose_nothing_in_a_rolling_restart(
     assert set(answered) == {"8001 200", "8002 200"}, counts  # every answer: the session
     assert sum(answered.values()) > 100, counts
     print(f"rolling restart under load: {counts}")
+
+
+def imported_from(box: Container, module: str) -> str:
+    """Where the virtualenv's Python finds *module*, asked from outside the checkout."""
+    code = f"import {module}; print({module}.__file__)"
+    return box.sh(f"cd / && {CHECKOUT}/venv/bin/python -c {shlex.quote(code)}").stdout.strip()
+
+
+def test_one_copy_of_the_code_before_and_after_an_upgrade(
+    deployed: Deployment, tmp_path: Any
+) -> None:
+    """The service and the `campus` command run the checkout's code, and the documented
+    upgrade moves both to the new release, keeping the sessions."""
+    box = deployed.box
+    in_venv = box.sh(f"find {CHECKOUT}/venv -name cli.py -path '*/campus/*'").stdout
+    assert in_venv == "", f"a copy of campus in the virtualenv: {in_venv}"
+    assert imported_from(box, "campus.cli") == f"{CHECKOUT}/campus/cli.py"
+    pid = box.show("campus", "MainPID")["MainPID"]
+    assert box.sh(f"readlink /proc/{pid}/cwd").stdout.strip() == CHECKOUT
+    assert "-m campus" in box.sh(f"tr '\\0' ' ' < /proc/{pid}/cmdline").stdout
+    cookie = deployed.login()
+
+    # The next release: this checkout with another version and a line of new code.
+    release, files = tmp_path / "release", git_files()
+    for name in files:
+        (release / name).parent.mkdir(parents=True, exist_ok=True)
+        (release / name).write_bytes((nspawn.REPO / name).read_bytes())
+    pyproject = release / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    upgraded, mark = f"{version}.post7", secrets.token_hex(4)
+    pyproject.write_text(pyproject.read_text().replace(f'"{version}"', f'"{upgraded}"', 1))
+    with (release / "campus" / "__init__.py").open("a") as init:
+        init.write(f'UPGRADE_MARK = "{mark}"\n')
+
+    cwd = "/"
+    for line in doc_block("## Upgrading"):
+        if "git pull" in line:  # what a pull does: the new release's files in place
+            box.copy_in(release, files, "/tmp/release")
+            box.sh(f"cp -a /tmp/release/. {CHECKOUT}/ && rm -r /tmp/release")
+            cwd = CHECKOUT
+        else:
+            cwd = deployed.run_line(line, cwd)
+    assert deployed.printed_by("--version").strip() == f"campus {upgraded}"
+    code = "import campus; print(campus.UPGRADE_MARK)"
+    assert (
+        box.sh(f"cd / && {CHECKOUT}/venv/bin/python -c {shlex.quote(code)}").stdout.strip() == mark
+    )
+    after = box.show("campus", "MainPID", "ActiveState")
+    assert after["ActiveState"] == "active" and after["MainPID"] != pid  # restarted
+    answer = deployed.me(cookie)  # the session made before the upgrade
+    assert answer["status"] == 200 and answer["body"]["user"]["email"] == EMAIL
+    assert box.sh(f"find {CHECKOUT}/venv -name cli.py -path '*/campus/*'").stdout == ""
