@@ -24,7 +24,7 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from campus.config import LoginConfig
-from campus.runtime.serve import MAX_BODY_SIZE
+from campus.http.connections import MAX_BODY_SIZE
 from campus.session.stores.memory import MemoryStore
 from campus.web.app import make_app
 from campus.web.services import Services

@@ -34,7 +34,6 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -43,6 +42,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 
+from campus.config import ServerConfig
 from campus.http.clients import client_key
 from campus.http.errors import raw_error
 from campus.http.exchange import ConnectionState, Reply, Request
@@ -52,6 +52,8 @@ log = logging.getLogger("campus.connections")
 
 #: Past this much without the end of the headers, Tornado closes the connection unanswered.
 HARD_HEADER_SIZE = 64 * 1024
+#: Largest request body read at all; /login refuses anything over 64 KiB itself.
+MAX_BODY_SIZE = 1024 * 1024
 #: Descriptors kept back from client connections for Redis, static files, logs, ...
 FD_RESERVE = 32
 #: accept() errors that mean "no descriptor or memory right now": wait instead of retrying.
@@ -61,18 +63,6 @@ PAUSE = 0.05  # seconds without accept() once it failed so
 #: is closed to make room for a new one.
 EVICT_AFTER = 1.0
 SWEEP_INTERVAL_MS = 1000  # how often the timeouts Tornado does not keep are checked
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """[server]'s connection bounds (seconds and counts), plus the body size limit."""
-
-    max_connections: int = 4096
-    max_connections_per_client: int | None = 256  # None: no limit per peer (a trusted proxy)
-    idle_timeout: float = 75.0
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    max_body_size: int = 1024 * 1024
 
 
 def connection_cap(wanted: int) -> int:
@@ -105,16 +95,18 @@ class BoundedServer(HTTPServer):
     """Tornado's HTTPServer with the bounds described in this module's docstring."""
 
     def initialize(  # type: ignore[override]
-        self, request_callback: httputil.HTTPServerConnectionDelegate, limits: Limits = Limits()
+        self, request_callback: httputil.HTTPServerConnectionDelegate, limits: ServerConfig
     ) -> None:
         super().initialize(
             request_callback,
             idle_connection_timeout=limits.idle_timeout,
             body_timeout=limits.body_timeout,
-            max_body_size=limits.max_body_size,
+            max_body_size=MAX_BODY_SIZE,
             max_header_size=HARD_HEADER_SIZE,
         )
         self.limits = limits
+        # Behind a trusted proxy the proxy is the only peer, and it bounds its own clients.
+        self.per_client_cap = None if limits.trust_proxy else limits.max_connections_per_client
         self.max_connections = connection_cap(limits.max_connections)
         if self.max_connections < limits.max_connections:
             log.warning(
@@ -163,7 +155,7 @@ class BoundedServer(HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
         client = client_key(str(address[0]) if address else "")
-        per_client = self.limits.max_connections_per_client
+        per_client = self.per_client_cap
         if per_client is not None and self.per_client.get(client, 0) >= per_client:
             log.warning("refusing connections from %s: %d open, its most", client, per_client)
             _refuse(stream, "Too many connections from this address")
@@ -213,7 +205,7 @@ class BoundedServer(HTTPServer):
         record.responding_since = None  # the previous answer, if any, has been sent
         reply = Reply(request_conn, record)
         inner = super().start_request(server_conn, reply)
-        return Request(inner, reply, self.limits.max_body_size, partial(self._busy, record))
+        return Request(inner, reply, MAX_BODY_SIZE, partial(self._busy, record))
 
     def _busy(self, record: ConnectionState) -> None:
         """A request's headers arrived: never closed to make room until it is answered."""
