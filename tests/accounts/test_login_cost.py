@@ -115,6 +115,8 @@ def test_logout_and_the_sessions_page_costs(campus: Campus, redis_server: RedisS
     it from the user's index (one script); /api/me stays one command; the listing is the
     session's read, the index, and one GET + PTTL per session in one pipeline."""
     assert login(campus) == 200
+    assert campus.request("/logout")[0] == 200  # Redis loads the logout's script, once
+    assert login(campus) == 200
     campus.request("/api/sessions")  # loads what it needs once
     with Commands(redis_server) as me:
         assert campus.request("/api/me")[0] == 200
