@@ -46,10 +46,11 @@ def per_core_table(report: dict[str, Any]) -> list[str]:
 
 
 def goals_table(report: dict[str, Any]) -> list[str]:
+    """campus against its peers, as ratios: this run's median, each round, and by CPU time
+    and by instructions (the figure no neighbour moves)."""
     lines = [
-        "| target (as shipped) | this run | wanted | | per round | by CPU µs/req "
-        "| by instructions |",
-        "|---|---:|---:|---|---|---:|---:|",
+        "| campus (as shipped) against | this run | per round | by CPU µs/req | by instructions |",
+        "|---|---:|---|---:|---:|",
     ]
     counts = report.get("instructions", {}).get("instructions_per_request", {})
     for goal in report["goals"]:
@@ -60,15 +61,28 @@ def goals_table(report: dict[str, Any]) -> list[str]:
             by_instructions = counts[theirs] / counts[ours]
         unit = goal.get("unit", "")
         fmt = {"x": "{:.2f}x", "ms": "{:.1f} ms"}.get(unit, "{:.2f}")
-        verdict = "met" if goal["met"] else f"**missed**: {goal['gap']}"
         rounds = goal.get("per_round") or []
         each = "{:.2f}" if unit == "x" else "{:+.0f} ms"
+        value = _num(goal["value"], fmt)
+        if unit == "ms":  # two latencies side by side, not a ratio
+            value += f" vs {_num(goal['target'], fmt)}"
         lines.append(
-            f"| {goal['goal']} | {_num(goal['value'], fmt)} | {_num(goal['target'], fmt)} "
-            f"| {verdict} | {', '.join(each.format(r) for r in rounds) or '-'} "
+            f"| {_comparison(goal['goal'])} | {value} "
+            f"| {', '.join(each.format(r) for r in rounds) or '-'} "
             f"| {_num(goal.get('by_cpu'), '{:.2f}x')} | {_num(by_instructions, '{:.2f}x')} |"
         )
     return lines
+
+
+def _comparison(goal: str) -> str:
+    """What a row compares, without the threshold run.py checks it against."""
+    if " >= " in goal:
+        ours, _, rest = goal.partition(" >= ")
+        return f"{ours} req/s ÷ {rest.partition('x ')[2]}'s"
+    if " <= " in goal:
+        ours, _, theirs = goal.partition(" <= ")
+        return f"{ours} against {theirs}"
+    return goal
 
 
 def scale_lines(scale: dict[str, Any]) -> list[str]:
@@ -185,7 +199,7 @@ def block(report: dict[str, Any]) -> str:
             f"({alone['rps']:.0f} req/s, {stall['readers']} connections) and "
             f"{busy['p99_ms']:.1f} ms while {stall['logins']} clients log in continuously "
             f"({stall['logins_per_second']:.1f} logins/s, readers keeping {busy['rps']:.0f} "
-            f"req/s): ratio {stall['p99_ratio']:.2f} (target ≤ 3).",
+            f"req/s): ratio {stall['p99_ratio']:.2f}.",
         ]
     if "memory" in report:
         memory = report["memory"]

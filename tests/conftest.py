@@ -1,5 +1,5 @@
 """Shared fixtures: our own redis-server (tests/support/servers.py), a controllable clock,
-apps to test.
+apps to test (built by tests/support/apps.py).
 
 Nothing here touches the Redis that may already listen on 6379: the suite starts its own
 ``redis-server`` (from PATH) and flushes only that one.
@@ -7,25 +7,32 @@ Nothing here touches the Redis that may already listen on 6379: the suite starts
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import argon2
 import pytest
 import redis
 import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.ioloop import IOLoop
 
-from campus.accounts.users import UserDirectory
-from campus.config import Argon2Params, Config, RedisConfig, SessionConfig, UsersConfig
-from campus.session.store import SessionRecord, SessionStore, StoreUnavailable, UserSessions
+from campus.config import Config
 from campus.web.app import make_app
-from campus.web.services import Services, build_sessions, build_store
+from campus.web.services import Services
+from tests.support import processes
+from tests.support.apps import (
+    CHEAP_HASHER,
+    PASSWORD,
+    USERS,
+    Fetch,
+    closing_store,
+    make_config,
+    make_services,
+)
+from tests.support.needs import markers_of
 from tests.support.servers import REPO, RedisServer
 
 if TYPE_CHECKING:
@@ -35,12 +42,18 @@ if TYPE_CHECKING:
 # rewrite its asserts as pytest does a test module's, for readable failures.
 pytest.register_assert_rewrite("campus.session.contract")
 
-CHEAP_HASHER = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-PASSWORD = "correct horse battery staple"
-USERS = [
-    {"email": "ann@campus.test", "name": "Ann", "roles": ["student"]},
-    {"email": "bob@campus.test", "name": "Bob", "roles": ["staff"]},
-]
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with what it needs (browser, nginx, ..., slow), from the file that
+    holds it and its fixtures (tests/support/needs.py): ``-m "not browser"`` leaves those out."""
+    for item in items:
+        for marker in markers_of(item.path, getattr(item, "fixturenames", ())):
+            item.add_marker(marker)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    processes.running = item  # before its fixtures: they may start processes too
 
 
 @pytest.fixture(scope="session")
@@ -86,35 +99,6 @@ def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def make_config(
-    users_file: Path, store: str = "memory", redis_url: str = "", **session: Any
-) -> Config:
-    cheap = Argon2Params(memory_kib=8, time_cost=1, parallelism=1)  # CHEAP_HASHER's
-    config = Config(users=UsersConfig(file=str(users_file), argon2=cheap))
-    redis_config = RedisConfig(url=redis_url) if redis_url else config.redis
-    return dataclasses.replace(
-        config,
-        session=dataclasses.replace(SessionConfig(), store=store, **session),  # type: ignore[arg-type]
-        redis=redis_config,
-    )
-
-
-def make_store(config: Config, clock: Callable[[], float]) -> SessionStore:
-    return build_store(config, clock=clock)
-
-
-def user_index(store: SessionStore) -> UserSessions:
-    """The store's per-user index (count, log out everywhere): both campus stores have one."""
-    assert isinstance(store, UserSessions), f"the {store.name} store has no per-user index"
-    return store
-
-
-def make_services(config: Config, clock: Callable[[], float]) -> Services:
-    store = make_store(config, clock)
-    sessions = build_sessions(config, store, clock=clock)
-    return Services(config=config, sessions=sessions, users=UserDirectory.load(config.users.file))
-
-
 @pytest.fixture(params=["memory", "redis"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -147,20 +131,9 @@ def services(config: Config, clock: ContractClock, io_loop: IOLoop) -> Iterator[
     yield from closing_store(make_services(config, clock), io_loop)
 
 
-def closing_store(services: Services, io_loop: IOLoop) -> Iterator[Services]:
-    """A fixture's body: yield *services*, then close their store in the test's event loop."""
-    store = services.sessions.store
-    yield services
-    io_loop.run_sync(store.close)
-
-
 @pytest.fixture
 def app(services: Services) -> tornado.web.Application:
     return make_app(services, root=str(REPO))
-
-
-#: The ``fetch`` fixture: ``await fetch(path, **options)`` of tornado's fetch.
-Fetch = Callable[..., Awaitable[HTTPResponse]]
 
 
 @pytest.fixture
@@ -174,16 +147,6 @@ def fetch(http_client: AsyncHTTPClient, base_url: str) -> Fetch:
         return await http_client.fetch(base_url + path, **options)
 
     return do
-
-
-def session_cookie(response: Any, name: str = "campus.sid") -> str | None:
-    """The value a response sets for the session cookie ('' when it clears it), or None."""
-    header: str
-    for header in response.headers.get_list("Set-Cookie"):
-        cookie_name, _, rest = header.partition("=")
-        if cookie_name == name:
-            return rest.split(";", 1)[0].strip('"')
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -210,41 +173,3 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield group
     finally:
         group.stop()
-
-
-class DownStore:
-    """A store whose every call fails the way an unreachable one does (an outage)."""
-
-    name = "down"
-
-    async def load(self, sid: str, *, touch: int | None) -> SessionRecord | None:
-        raise StoreUnavailable("down")
-
-    async def create(
-        self, sid: str, record: SessionRecord, *, ttl: int, replaces: str | None = None
-    ) -> None:
-        raise StoreUnavailable("down")
-
-    async def update(self, sid: str, changed: Any, deleted: Any, *, ttl: int, user: Any) -> bool:
-        raise StoreUnavailable("down")
-
-    async def delete(self, sid: str) -> None:
-        raise StoreUnavailable("down")
-
-    async def delete_user(self, user: str) -> int:
-        raise StoreUnavailable("down")
-
-    async def count(self) -> int:
-        raise StoreUnavailable("down")
-
-    async def ping(self) -> None:
-        raise StoreUnavailable("down")
-
-    async def close(self) -> None:
-        raise StoreUnavailable("down")
-
-    async def reserve(self, keys: Any, attempt: str, *, window: int, limit: int) -> float:
-        raise StoreUnavailable("down")
-
-    async def give_back(self, attempt: str, keys: Any, *, forget: Any = ()) -> None:
-        raise StoreUnavailable("down")

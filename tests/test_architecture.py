@@ -10,6 +10,7 @@ direction is a failure naming the module and the line.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import campus
@@ -66,12 +67,36 @@ def test_every_package_imports_only_from_below() -> None:
     assert not wrong, "imports against the direction:\n" + "\n".join(wrong)
 
 
+def may_import(layer: str) -> set[str]:
+    """The packages *layer*'s docstring says it may import: the ``:mod:`campus.x``` named
+    after "May import", or every package below it when it says "everything below it"."""
+    doc = ast.get_docstring(ast.parse((PACKAGE / layer / "__init__.py").read_text())) or ""
+    assert "May import" in doc, f"campus/{layer}/__init__.py: say what it may import"
+    allowed = doc.split("May import", 1)[1]
+    if "everything below it" in allowed:
+        return set(LAYERS[: LAYERS.index(layer)])
+    return set(re.findall(r":mod:`campus\.(\w+)`", allowed))
+
+
 def test_every_package_says_its_job_and_what_it_may_import() -> None:
     for layer in LAYERS:
         doc = ast.get_docstring(ast.parse((PACKAGE / layer / "__init__.py").read_text()))
         assert doc, f"campus/{layer}/__init__.py has no docstring"
-        if layer != "session":
-            assert "May import" in doc, f"campus/{layer}/__init__.py: say what it may import"
+
+
+def test_every_package_imports_only_what_its_docstring_allows() -> None:
+    """The docstrings are the map a reader trusts: an import they do not list fails here."""
+    wrong = []
+    for module, path in modules():
+        own = layer_of(module)
+        if own in (ENTRIES, "session"):  # the entries import anything; session, nothing
+            continue
+        allowed = may_import(own)
+        for line, target in imports(path):
+            theirs = layer_of(target)
+            if theirs != own and target != "campus" and theirs not in allowed:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {own} imports {target}")
+    assert not wrong, "imports the package docstring does not allow:\n" + "\n".join(wrong)
 
 
 def test_the_checker_sees_a_wrong_import(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from campus.accounts.users import UserDirectory
+from tests.support.servers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 #: Long enough, and on no list of common passwords.
 STRONG = "mauve-lantern-orbit-42"
 #: What `users add` and `users remove` end with.

@@ -56,3 +56,11 @@ def ip_address(text: str) -> str | None:
 def _is_port(text: str) -> bool:
     """``:`` and a TCP port number, in ASCII digits."""
     return _PORT.fullmatch(text) is not None and 0 < int(text[1:]) < 65536
+
+
+def client_key(address: str) -> str:
+    """What counts as one client for per-client limits (connections, logins): its address.
+
+    The one place that says so: every per-client count keys on what this returns.
+    """
+    return address

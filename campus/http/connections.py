@@ -1,36 +1,31 @@
 """Bounds on client connections: how many there are, and how long each may take.
 
-Tornado's HTTPServer, as it comes, lets a client take an hour over its headers (one timer
-covers the idle wait and the headers together), never gives up on a response the client
-does not read, accepts connections until the process has no descriptor left, and when
-accept() then fails it logs a traceback and is called again at once: a loop that spins and
-floods the log. :class:`BoundedServer` closes each of these:
+Tornado's own options hold the time a connection may wait for a request's headers
+(``idle_connection_timeout``: ``idle_timeout``), the time a body may take (``body_timeout``)
+and the sizes (``max_header_size``, ``max_body_size``). :class:`BoundedServer` adds what they
+cannot:
 
 - ``header_timeout``: a new connection must have sent its first request's headers within it;
-- ``idle_timeout``: a kept-alive connection must have sent its next request's headers within
-  it of the previous response (a proxy in front must drop idle upstream connections sooner);
-- ``body_timeout``: a request body must have arrived, and a response been taken in, within it;
-- ``max_connections``, lowered to what the open-files limit leaves after a reserve (the store,
-  static files, logs): past it, the connection that has waited longest (over a second) for a
-  request's headers makes room (like nginx reusing idle keep-alive connections), and if none
-  has, the new connection gets a minimal 503 with ``Connection: close`` and is closed;
-- ``max_connections_per_client``: no one peer address may hold more (unless a trusted proxy
-  is the only peer, which bounds its own clients): busy connections are never closed to make
-  room, so without it one client sending bodies slowly could hold every slot for a
-  ``body_timeout`` at a time, and everyone else would get the 503;
-- accept() failing for want of descriptors pauses accepting until a connection closes or a
-  short back-off passes, and is logged once a minute with a count, not once per attempt;
-- a request Tornado cannot parse gets its 400 as the JSON error every answer has, not a bare
-  status line.
+- ``body_timeout`` also bounds an answer: a client that does not take it in is cut;
+- ``max_connections``, lowered to what the open-files limit leaves after a reserve: past it,
+  the connection that has waited longest (over a second) for a request's headers makes room
+  (as nginx reuses idle keep-alive connections), and if none has, the new connection gets a
+  503 with ``Connection: close`` and is closed;
+- ``max_connections_per_client``: busy connections are never closed to make room, so
+  without it one client sending bodies slowly could hold every slot (not applied behind a
+  trusted proxy: the proxy is the only peer and bounds its own clients);
+- accept() failing for want of descriptors pauses accepting for a moment, where Tornado
+  would retry at once, forever;
+- a request Tornado cannot parse gets the JSON 400 every answer has, not a bare status line.
 
-Each request goes through :mod:`campus.http.exchange`: oversized headers, early answers and the
-``Server`` header are handled there.
+Troubles are logged once per event; the log writer sums repeats up (no flood). Each request
+goes through :mod:`campus.http.exchange`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import copy
 import errno
 import logging
 import os
@@ -38,135 +33,53 @@ import resource
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
 
 from tornado import httputil
-from tornado.http1connection import HTTP1ServerConnection
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 
-from campus.http.exchange import ConnectionState, Exchange, Waiting, Watch, json_error
+from campus.config import ServerConfig
+from campus.http.clients import client_key
+from campus.http.errors import raw_error
+from campus.http.exchange import ConnectionState, Reply, Request
+from campus.http.tornado_private import replace_bare_400, stream_of
 
 log = logging.getLogger("campus.connections")
 
 #: Past this much without the end of the headers, Tornado closes the connection unanswered.
 HARD_HEADER_SIZE = 64 * 1024
+#: Largest request body read at all; /login refuses anything over 64 KiB itself.
+MAX_BODY_SIZE = 1024 * 1024
 #: Descriptors kept back from client connections for Redis, static files, logs, ...
 FD_RESERVE = 32
 #: accept() errors that mean "no descriptor or memory right now": wait instead of retrying.
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-BACKOFF_FIRST, BACKOFF_MAX = 0.01, 0.1  # seconds between accept() attempts while exhausted
+PAUSE = 0.05  # seconds without accept() once it failed so
 #: At the connection limit, one that has waited this long for a request's headers (seconds)
 #: is closed to make room for a new one.
 EVICT_AFTER = 1.0
-SWEEP_INTERVAL_MS = 1000  # how often responses are checked against body_timeout
-REPORT_EVERY = 60.0  # seconds between two log lines about the same trouble
-
-
-def canned(status: int, reason: str, message: str) -> bytes:
-    """A whole JSON error answer, sent as is, without the application."""
-    body, headers = json_error(status, message)
-    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    return f"HTTP/1.1 {status} {reason}\r\n{lines}\r\n".encode() + body
-
-
-def canned_busy() -> bytes:
-    """Sent as is, without parsing the request, to a connection past the limit."""
-    return canned(503, "Service Unavailable", "Server busy")
-
-
-def crowded() -> bytes:
-    """Sent as is to a client past its own share of connections."""
-    return canned(503, "Service Unavailable", "Too many connections from this address")
-
-
-#: What Tornado writes, and closes, on a request it cannot parse (HTTP1Connection).
-_BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
-
-
-def _json_400(stream: IOStream) -> None:
-    """Make *stream* answer a request Tornado cannot parse with our JSON 400.
-
-    Tornado writes its bare status line straight to the stream; this swaps that one write
-    (compared only when the length matches) for the JSON error, with a request id.
-    """
-    write = stream.write
-
-    def write_json_400(data: bytes | memoryview, *args: Any, **kwargs: Any) -> Any:
-        if len(data) == len(_BARE_400) and bytes(data) == _BARE_400:
-            data = canned(400, "Bad Request", "Malformed request")
-        return write(data, *args, **kwargs)
-
-    setattr(stream, "write", write_json_400)  # noqa: B010 (a method of this instance only)
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """[server]'s connection bounds (seconds and counts), plus Tornado's body size limit."""
-
-    max_connections: int = 4096
-    max_connections_per_client: int | None = 256  # None: no limit per peer (a trusted proxy)
-    idle_timeout: float = 75.0
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    max_body_size: int = 1024 * 1024
+SWEEP_INTERVAL_MS = 1000  # how often the timeouts Tornado does not keep are checked
 
 
 def connection_cap(wanted: int) -> int:
-    """*wanted*, or fewer if the open-files limit would run out first.
-
-    A tenth of the limit (at least :data:`FD_RESERVE`) stays free for everything else, so
-    that connections past the cap can still be accepted and refused with an answer.
-    """
+    """*wanted*, or fewer if the open-files limit would run out first: a tenth of it (at least
+    :data:`FD_RESERVE`) stays free, so that connections past the cap can still be refused."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
     return max(1, min(wanted, soft - max(FD_RESERVE, soft // 10)))
 
 
-class _Report:
-    """A trouble logged when it starts, then at most once per :data:`REPORT_EVERY` with a
-    count: a flood of the same event is a few lines, never a line each."""
-
-    def __init__(self, level: int, message: str) -> None:
-        self.level, self.message = level, message
-        self.count = 0
-        self.args: tuple[object, ...] = ()
-        self.reported_at: float | None = None
-
-    def note(self, *args: object) -> None:
-        self.count += 1
-        self.args = args
-        if self.reported_at is None:
-            log.log(self.level, self.message, *args)
-            self.count = 0
-            self.reported_at = time.monotonic()
-        else:
-            self.flush()
-
-    def flush(self) -> None:
-        """The count since the last line, if there is one and it is time."""
-        now = time.monotonic()
-        if self.count and self.reported_at is not None and now - self.reported_at >= REPORT_EVERY:
-            elapsed = now - self.reported_at
-            log.log(
-                self.level, self.message + " (%d times in %.0f s)", *self.args, self.count, elapsed
-            )
-            self.count = 0
-            self.reported_at = now
-
-
 class _Listener(socket.socket):
-    """A listening socket whose accept(), out of descriptors, says "nothing to accept".
+    """A listening socket whose accept(), out of descriptors, says "nothing to accept": the
+    one error Tornado's accept handler takes quietly. Any other escapes to the event loop,
+    which logs it and calls the handler again at once, forever."""
 
-    Tornado's accept handler returns quietly on BlockingIOError; any other error escapes to
-    the event loop, which logs it and calls the handler again at once, forever.
-    """
-
-    on_exhausted: Callable[[_Listener, OSError], None]
+    server: BoundedServer
 
     def accept(self) -> tuple[socket.socket, Any]:
         try:
@@ -174,7 +87,7 @@ class _Listener(socket.socket):
         except OSError as exc:
             if exc.errno not in EXHAUSTED:
                 raise
-            self.on_exhausted(self, exc)
+            self.server.pause(self, exc)
             raise BlockingIOError(errno.EAGAIN, "accepting paused") from None
 
 
@@ -182,18 +95,18 @@ class BoundedServer(HTTPServer):
     """Tornado's HTTPServer with the bounds described in this module's docstring."""
 
     def initialize(  # type: ignore[override]
-        self,
-        request_callback: httputil.HTTPServerConnectionDelegate,
-        limits: Limits = Limits(),
+        self, request_callback: httputil.HTTPServerConnectionDelegate, limits: ServerConfig
     ) -> None:
         super().initialize(
             request_callback,
-            idle_connection_timeout=limits.header_timeout,  # the first request's; see start_request
+            idle_connection_timeout=limits.idle_timeout,
             body_timeout=limits.body_timeout,
-            max_body_size=limits.max_body_size,
+            max_body_size=MAX_BODY_SIZE,
             max_header_size=HARD_HEADER_SIZE,
         )
         self.limits = limits
+        # Behind a trusted proxy the proxy is the only peer, and it bounds its own clients.
+        self.per_client_cap = None if limits.trust_proxy else limits.max_connections_per_client
         self.max_connections = connection_cap(limits.max_connections)
         if self.max_connections < limits.max_connections:
             log.warning(
@@ -203,183 +116,135 @@ class BoundedServer(HTTPServer):
                 self.max_connections,
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
-        self.open_connections = 0
-        self._per_client: dict[str, int] = {}
-        self._live: dict[IOStream, ConnectionState] = {}
+        self.live: dict[IOStream, ConnectionState] = {}
+        self.per_client: dict[str, int] = {}
         # Connections waiting for a request's headers, the longest waiting first.
-        self._waiting: Waiting = OrderedDict()
-        self._paused: list[_Listener] = []
-        self._backoff = BACKOFF_FIRST
-        self._resume_handle: object | None = None
-        self._sweeper: PeriodicCallback | None = None
-        self._refused = _Report(logging.WARNING, "refusing connections: %d open, the most allowed")
-        self._crowding = _Report(
-            logging.WARNING, "refusing connections from %s: %d open, the most allowed per client"
-        )
-        self._evicted = _Report(
-            logging.WARNING,
-            "at the connection limit (%d): closing those that waited longest for a request",
-        )
-        self._exhausted = _Report(
-            logging.ERROR, "cannot accept connections: %s; pausing until one closes"
-        )
-        self._cut = _Report(
-            logging.INFO, "closed a connection whose client did not take its response in %g s"
-        )
-
-    # -- listening ------------------------------------------------------------------------
+        self.waiting: OrderedDict[ConnectionState, None] = OrderedDict()
+        self.sweeper = PeriodicCallback(self.sweep, SWEEP_INTERVAL_MS)
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         listeners = []
         for sock in sockets:
             listener = _Listener(sock.family, sock.type, sock.proto, fileno=sock.detach())
             listener.setblocking(False)
-            listener.on_exhausted = self._on_exhausted
+            listener.server = self
             listeners.append(listener)
         super().add_sockets(listeners)
-        if self._sweeper is None:
-            self._sweeper = PeriodicCallback(self._sweep, SWEEP_INTERVAL_MS)
-            self._sweeper.start()
+        self.sweeper.start()
 
     def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.stop()
-        if self._resume_handle is not None:
-            IOLoop.current().remove_timeout(self._resume_handle)
-            self._resume_handle = None
-        self._paused.clear()
+        self.sweeper.stop()
         super().stop()
 
-    def _on_exhausted(self, listener: _Listener, exc: OSError) -> None:
-        """Stop watching *listener* for a while: it stays readable, so it would spin."""
-        self._exhausted.note(os.strerror(exc.errno or 0))
-        if listener not in self._paused:
-            IOLoop.current().update_handler(listener.fileno(), 0)
-            self._paused.append(listener)
-        if self._resume_handle is None:
-            self._resume_handle = IOLoop.current().call_later(self._backoff, self._resume)
-            self._backoff = min(2 * self._backoff, BACKOFF_MAX)
+    def pause(self, listener: _Listener, exc: OSError) -> None:
+        """Stop watching *listener* for a moment: it stays readable, so it would spin."""
+        log.error("cannot accept connections: %s; pausing", os.strerror(exc.errno or 0))
+        io_loop, fd = IOLoop.current(), listener.fileno()
+        io_loop.update_handler(fd, 0)
 
-    def _resume(self) -> None:
-        """Watch the paused listeners again (a connection closed, or the back-off passed)."""
-        if self._resume_handle is not None:
-            IOLoop.current().remove_timeout(self._resume_handle)
-            self._resume_handle = None
-        io_loop = IOLoop.current()
-        for listener in self._paused:
-            if listener.fileno() >= 0:
-                io_loop.update_handler(listener.fileno(), IOLoop.READ)
-        self._paused.clear()
+        def resume() -> None:
+            if listener.fileno() == fd:  # not closed by stop() meanwhile
+                io_loop.update_handler(fd, IOLoop.READ)
 
-    # -- connections ----------------------------------------------------------------------
+        io_loop.call_later(PAUSE, resume)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests whose headers arrived and whose answer has not been handed over yet."""
+        return len(self.live) - len(self.waiting)
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        self._backoff = BACKOFF_FIRST  # accept() works again
-        client = str(address[0]) if address else ""
-        per_client = self.limits.max_connections_per_client
-        if per_client is not None and self._per_client.get(client, 0) >= per_client:
-            self._crowding.note(client, per_client)
-            self._refuse(stream, busy=False)
-            return
-        if self.open_connections >= self.max_connections and not self._make_room():
-            self._refuse(stream)
-            return
-        self.open_connections += 1
-        self._per_client[client] = self._per_client.get(client, 0) + 1
-        record = self._live[stream] = ConnectionState(stream, client)
-        self._waiting[record] = None
-        _json_400(stream)
-        # Each connection gets its own parameters: its header timeout grows to the idle
-        # timeout once it has served a request (start_request), which Tornado reads afresh
-        # before waiting for each request.
-        shared = self.conn_params
-        self.conn_params = copy.copy(shared)
-        try:
+        client = client_key(str(address[0]) if address else "")
+        per_client = self.per_client_cap
+        if per_client is not None and self.per_client.get(client, 0) >= per_client:
+            log.warning("refusing connections from %s: %d open, its most", client, per_client)
+            _refuse(stream, "Too many connections from this address")
+        elif len(self.live) >= self.max_connections and not self._make_room():
+            log.warning("refusing connections: %d open, the most allowed", len(self.live))
+            _refuse(stream, "Server busy")
+        else:
+            self.per_client[client] = self.per_client.get(client, 0) + 1
+            record = self.live[stream] = ConnectionState(stream, client)
+            self.waiting[record] = None
+            replace_bare_400(stream, lambda: raw_error(400, "Malformed request"))
             super().handle_stream(stream, address)
-        finally:
-            self.conn_params = shared
 
     def _make_room(self) -> bool:
-        """Close the connection that has waited longest for a request, if for long enough.
-
-        An idle kept-alive connection may be closed at any time (clients retry on a new one),
-        and one that has not finished its headers within :data:`EVICT_AFTER` is slow or idle:
-        either serves nobody while a new client waits. Busy ones are never chosen.
-        """
-        oldest = next(iter(self._waiting), None)
+        """Close the connection that has waited longest for a request, if for long enough:
+        idle or slow, it serves nobody while a new client waits. Busy ones are never chosen
+        (clients retry a request on a kept-alive connection that closes)."""
+        oldest = next(iter(self.waiting), None)
         if oldest is None or time.monotonic() - oldest.waiting_since < EVICT_AFTER:
             return False
-        self._evicted.note(self.max_connections)
-        self._forget(oldest)
-        oldest.stream.close()
+        log.warning("at the connection limit (%d): closing idle ones", self.max_connections)
+        self._close(oldest)
         return True
 
-    def _forget(self, record: ConnectionState) -> None:
-        """No longer count *record*: it is closing."""
-        if self._live.pop(record.stream, None) is not None:
-            self.open_connections -= 1
-            left = self._per_client.pop(record.client, 1) - 1
+    def _close(self, record: ConnectionState) -> None:
+        """Close *record*'s connection and stop counting it."""
+        if self.live.pop(record.stream, None) is not None:
+            left = self.per_client.pop(record.client) - 1
             if left:
-                self._per_client[record.client] = left
-        self._waiting.pop(record, None)
-
-    def _refuse(self, stream: IOStream, *, busy: bool = True) -> None:
-        """Answer 503 and close, without parsing anything, at once.
-
-        *busy*: the server is full; else this client holds too many connections already.
-        """
-        if busy:
-            self._refused.note(self.open_connections)
-        sock = stream.socket
-        # Read what already came: closing with unread data resets the connection, and a
-        # reset can reach the client before it has read our answer.
-        with contextlib.suppress(OSError):
-            sock.recv(65536, socket.MSG_DONTWAIT)
-        with contextlib.suppress(OSError):
-            reply = canned_busy() if busy else crowded()
-            sock.send(reply, socket.MSG_DONTWAIT)  # a new socket's buffer takes it whole
-        stream.close()
+                self.per_client[record.client] = left
+        self.waiting.pop(record, None)
+        record.stream.close()
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        conn = cast(HTTP1ServerConnection, server_conn)
-        if conn.stream.closed():
+        stream = stream_of(server_conn)
+        record = self.live.get(stream)
+        if record is None or stream.closed():
             # Closed after its last answer (Connection: close, a timeout, to make room), yet
             # Tornado would still run what it had buffered: the client, told the connection
             # was gone, would send it again, and it would run twice.
             return httputil.HTTPMessageDelegate()
-        record = self._live.get(conn.stream)
-        if record is None:  # closed to make room; Tornado has yet to notice
-            record = ConnectionState(conn.stream)
-        elif record.requests:
-            # A request has been answered: from now on the wait is idle time.
-            if record.requests == 1:
-                conn.params.header_timeout = self.limits.idle_timeout
+        if record.served:  # an answer went out: from now on the wait is idle time
             record.waiting_since = time.monotonic()
-            self._waiting[record] = None
-        record.requests += 1
-        record.responding_since = None  # the previous response, if any, has been sent
-        exchange = Exchange(request_conn, record, self._waiting)
-        inner = super().start_request(server_conn, exchange)
-        return Watch(inner, exchange, self.limits.max_body_size)
+            self.waiting[record] = None
+        record.responding_since = None  # the previous answer, if any, has been sent
+        reply = Reply(request_conn, record)
+        inner = super().start_request(server_conn, reply)
+        return Request(inner, reply, MAX_BODY_SIZE, partial(self._busy, record))
+
+    def _busy(self, record: ConnectionState) -> None:
+        """A request's headers arrived: never closed to make room until it is answered."""
+        record.served += 1
+        self.waiting.pop(record, None)
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)
-        record = self._live.get(cast(HTTP1ServerConnection, server_conn).stream)
+        record = self.live.get(stream_of(server_conn))
         if record is not None:
-            self._forget(record)
-        if self._paused:
-            self._resume()  # a descriptor was just freed
+            self._close(record)
 
-    def _sweep(self) -> None:
-        """Close connections whose response has waited for its client past body_timeout."""
-        for report in (self._refused, self._evicted, self._exhausted, self._cut):
-            report.flush()
-        deadline = time.monotonic() - self.limits.body_timeout
-        for record in list(self._live.values()):
-            since = record.responding_since
-            if since is not None and since < deadline:
-                record.responding_since = None
-                self._cut.note(self.limits.body_timeout)
-                record.stream.close()
+    def sweep(self) -> None:
+        """Close connections whose first request is late (silently, as Tornado's own header
+        timeout does), or whose answer has waited for its client past ``body_timeout``."""
+        now, limits = time.monotonic(), self.limits
+        for record in list(self.live.values()):
+            answering = record.responding_since
+            if not record.served and now - record.waiting_since > limits.header_timeout:
+                self._close(record)
+            elif answering is not None and now - answering > limits.body_timeout:
+                log.info("closed a connection whose client did not take its answer")
+                self._close(record)
+
+    async def drained(self, grace: float) -> bool:
+        """Wait until no request is in flight (True) or *grace* seconds pass (False)."""
+        deadline = time.monotonic() + grace
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.in_flight == 0
+
+
+def _refuse(stream: IOStream, message: str) -> None:
+    """Answer 503 and close, without parsing anything, at once."""
+    sock = stream.socket
+    # Read what already came: closing with unread data resets the connection, and a reset
+    # can reach the client before it has read our answer.
+    with contextlib.suppress(OSError):
+        sock.recv(65536, socket.MSG_DONTWAIT)
+    with contextlib.suppress(OSError):
+        sock.send(raw_error(503, message), socket.MSG_DONTWAIT)  # a new socket's buffer takes it
+    stream.close()

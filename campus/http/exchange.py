@@ -1,169 +1,117 @@
-"""One request on a bounded connection, between Tornado and the application.
+"""One request on a bounded connection, through Tornado's public interfaces.
 
-:class:`Watch` sees the request arrive, :class:`Exchange` sees the answer leave:
+:class:`Request` is the ``HTTPMessageDelegate`` Tornado feeds, :class:`Reply` the
+``HTTPConnection`` the application answers on. Between them:
 
-- request line and headers over :data:`MAX_HEADER_SIZE` are answered 431 here, as JSON, and
-  the application never sees them;
+- request line and headers over :data:`MAX_HEADER_SIZE`, or a body declared over the
+  server's limit, get a JSON 431 or 413 here (Tornado would close, or answer a bare 400);
+- a target in absolute form (``GET http://host/path``) becomes the path it names;
 - an answer sent before the request's body was read says ``Connection: close``: Tornado
-  closes such a connection once the answer is out, and used to do so without saying it, so a
-  client reusing it got a reset;
+  closes such a connection once the answer is out without saying so, and a client reusing
+  it would get a reset;
 - no answer carries Tornado's ``Server`` header (its name and version);
-- the connection's :class:`ConnectionState` learns when headers arrived (it is busy from
-  then on) and when an answer started (its client must take it in within a deadline).
+- the server hears when a request's headers arrive (its connection is busy from then on,
+  never closed to make room), and when its answer starts to leave (its client must take it
+  in within a deadline).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tornado import httputil
 from tornado.concurrent import Future
 from tornado.iostream import IOStream
 
-from campus.observability.requestid import HEADER, new_request_id, request_id_for
+from campus.http.errors import raw_error
+from campus.observability.requestid import HEADER, request_id_for
 
 #: Request line and headers together; a request with more is answered 431.
 MAX_HEADER_SIZE = 32 * 1024
 
-
-def json_error(
-    status: int, message: str, request_id: str | None = None
-) -> tuple[bytes, dict[str, str]]:
-    """A JSON error answer of our own, sent without the application: body and headers.
-
-    It carries an ``X-Request-ID`` like every answer (a new one unless given).
-    """
-    body = json.dumps({"errorMessage": message}).encode()
-    headers = {
-        HEADER: request_id or new_request_id(),
-        "Content-Type": "application/json; charset=UTF-8",
-        "Content-Length": str(len(body)),
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-        "Connection": "close",
-    }
-    if status == 503:
-        headers["Retry-After"] = "1"
-    return body, headers
+StartLine = httputil.RequestStartLine | httputil.ResponseStartLine
 
 
 class ConnectionState:
     """What the server knows of one client connection."""
 
-    __slots__ = ("client", "requests", "responding_since", "stream", "waiting_since")
+    __slots__ = ("client", "responding_since", "served", "stream", "waiting_since")
 
-    def __init__(self, stream: IOStream, client: str = "") -> None:
+    def __init__(self, stream: IOStream, client: str) -> None:
         self.stream = stream
-        self.client = client  # the peer's address: connections are also counted per client
-        self.requests = 0  # started on it so far
-        self.waiting_since = time.monotonic()  # for a request's headers, while in Waiting
-        self.responding_since: float | None = None  # a response not yet handed to the kernel
+        self.client = client  # the key it is counted under (campus.http.clients.client_key)
+        self.served = 0  # requests whose headers arrived on it so far
+        self.waiting_since = time.monotonic()  # for a request's headers
+        self.responding_since: float | None = None  # an answer not yet handed to the kernel
 
 
-#: Connections waiting for a request's headers, the one waiting longest first.
-Waiting = OrderedDict[ConnectionState, None]
+class Reply(httputil.HTTPConnection):
+    """The request's connection as the application sees it (Tornado's HTTP1Connection)."""
 
-
-class Exchange(httputil.HTTPConnection):
-    """One request's connection as the application sees it (Tornado's HTTP1Connection)."""
-
-    def __init__(
-        self,
-        conn: httputil.HTTPConnection,
-        record: ConnectionState,
-        waiting: Waiting,
-    ) -> None:
-        self._conn = conn
-        self._record = record
-        self._waiting = waiting
+    def __init__(self, conn: Any, record: ConnectionState) -> None:
+        self.conn, self.record = conn, record
         self.body_read = False
 
-    def headers_arrived(self) -> None:
-        self._waiting.pop(self._record, None)  # busy now: never closed to make room
-
     def write_headers(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-        chunk: bytes | None = None,
+        self, start_line: StartLine, headers: httputil.HTTPHeaders, chunk: bytes | None = None
     ) -> Future[None]:
         if "Server" in headers:
-            del headers["Server"]  # Tornado's name and version: nobody's business
+            del headers["Server"]
         if not self.body_read:
-            # Tornado closes a connection whose request body it has not read once this
-            # response is out; without this header the client would reuse it and get a reset.
             headers["Connection"] = "close"
-        self._record.responding_since = time.monotonic()
-        return self._conn.write_headers(start_line, headers, chunk)
+        self.record.responding_since = time.monotonic()
+        return self.conn.write_headers(start_line, headers, chunk)  # type: ignore[no-any-return]
 
     def write(self, chunk: bytes) -> Future[None]:
-        return self._conn.write(chunk)
+        return self.conn.write(chunk)  # type: ignore[no-any-return]
 
     def finish(self) -> None:
-        self._conn.finish()
+        self.conn.finish()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)  # set_close_callback, context, ...
+        return getattr(self.conn, name)  # set_close_callback, context, detach, ...
 
 
-class Watch(httputil.HTTPMessageDelegate):
-    """Sees each request on its way to the application; answers 431 and 413 itself.
-
-    Tornado would answer a body declared over its limit with a bare 400 and no body; ours
-    is the JSON error every other answer has.
-    """
+class Request(httputil.HTTPMessageDelegate):
+    """Sees each request on its way to the application; answers 431 and 413 itself."""
 
     def __init__(
         self,
         inner: httputil.HTTPMessageDelegate,
-        exchange: Exchange,
-        max_body_size: int | None = None,
+        reply: Reply,
+        max_body: int,
+        busy: Callable[[], None],
     ) -> None:
-        self.inner = inner
-        self.exchange = exchange
-        self.max_body_size = max_body_size
+        self.inner, self.reply, self.max_body, self.busy = inner, reply, max_body, busy
 
     def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
+        self, start_line: StartLine, headers: httputil.HTTPHeaders
     ) -> Awaitable[None] | None:
-        self.exchange.headers_arrived()
+        self.busy()
         if header_size(start_line, headers) > MAX_HEADER_SIZE:
-            self._refuse(
-                431, "Request Header Fields Too Large", "Request headers too large", headers
-            )
-            return None
-        if self._declared_too_large(headers):
-            self._refuse(413, "Content Too Large", "Request body too large", headers)
-            return None
-        if isinstance(start_line, httputil.RequestStartLine):
-            start_line = origin_form(start_line, headers)
-        return self.inner.headers_received(start_line, headers)
+            self._refuse(431, "Request headers too large", headers)
+        elif declared_over(headers.get("Content-Length", ""), self.max_body):
+            self._refuse(413, "Request body too large", headers)
+        else:
+            if isinstance(start_line, httputil.RequestStartLine):
+                start_line = origin_form(start_line, headers)
+            return self.inner.headers_received(start_line, headers)
+        return None
 
-    def _declared_too_large(self, headers: httputil.HTTPHeaders) -> bool:
-        limit = self.max_body_size
-        return limit is not None and declared_over(headers.get("Content-Length", ""), limit)
-
-    def _refuse(
-        self, status: int, reason: str, message: str, headers: httputil.HTTPHeaders
-    ) -> None:
-        """Answer here, with Connection: close; the application never sees the request."""
-        self.inner = httputil.HTTPMessageDelegate()
-        reply = httputil.ResponseStartLine("HTTP/1.1", status, reason)
-        body, fields = json_error(status, message, request_id_for(headers.get(HEADER)))
-        self.exchange.write_headers(reply, httputil.HTTPHeaders(fields), body)
-        self.exchange.finish()
+    def _refuse(self, status: int, message: str, headers: httputil.HTTPHeaders) -> None:
+        """Answer and close, the stream taken from Tornado (``detach``, public): it would
+        go on to read the body, or to answer a second time."""
+        stream: IOStream = self.reply.conn.detach()
+        answer = raw_error(status, message, request_id_for(headers.get(HEADER)))
+        stream.write(answer).add_done_callback(lambda _: stream.close())
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         return self.inner.data_received(chunk)
 
     def finish(self) -> None:
-        self.exchange.body_read = True
+        self.reply.body_read = True
         self.inner.finish()
 
     def on_connection_close(self) -> None:
@@ -173,8 +121,8 @@ class Watch(httputil.HTTPMessageDelegate):
 def origin_form(
     start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders
 ) -> httputil.RequestStartLine:
-    """A request target in absolute form (``GET http://host/path``), which a server must
-    accept (RFC 9112, 3.2.2), as the path it names; its authority replaces ``Host``."""
+    """A target in absolute form, which a server must accept (RFC 9112, 3.2.2), as the path
+    it names; its authority replaces ``Host``."""
     target = start_line.path
     if not target.lower().startswith(("http://", "https://")):
         return start_line
@@ -199,11 +147,6 @@ def declared_over(content_length: str, limit: int) -> bool:
     return len(digits) > len(str(limit)) or int(digits or "0") > limit
 
 
-def header_size(
-    start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-    headers: httputil.HTTPHeaders,
-) -> int:
+def header_size(start_line: StartLine, headers: httputil.HTTPHeaders) -> int:
     size = sum(len(str(part)) + 1 for part in start_line)
-    for name, value in headers.get_all():
-        size += len(name) + len(value) + 4  # ": " and CRLF
-    return size
+    return size + sum(len(name) + len(value) + 4 for name, value in headers.get_all())

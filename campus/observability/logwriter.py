@@ -228,8 +228,9 @@ class LogWriter(logging.Handler):
         )
         summary.request_id = None
         summary.fields = {"repeated": left_out}
-        self._lines.append(self.format(summary))
-        self._size += 1
+        line = self.format(summary)
+        self._lines.append(line)
+        self._size += len(line) + 1
 
 
 def sole_writer(logger: logging.Logger) -> LogWriter | None:

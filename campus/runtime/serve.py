@@ -17,11 +17,11 @@ from collections.abc import Callable
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
+from campus.accounts.follow import UsersFileFollower
 from campus.accounts.signin import warm_up as warm_up_agents
 from campus.accounts.users import UsersError
 from campus.config import Config
-from campus.http.connections import BoundedServer, Limits
-from campus.http.inflight import InFlight
+from campus.http.connections import BoundedServer
 from campus.observability.logs import configure as configure_logging
 from campus.observability.logwriter import batched_logs
 from campus.observability.metrics import Metrics, share_between_processes, unwrap
@@ -37,8 +37,6 @@ from campus.web.services import Services, build_services, follow_users_file
 
 log = logging.getLogger("campus")
 
-#: Largest request body Tornado will read at all; /login refuses anything over 64 KiB itself.
-MAX_BODY_SIZE = 1024 * 1024
 #: How long in-flight requests get to finish after SIGTERM/SIGINT.
 SHUTDOWN_GRACE = 10.0
 SWEEP_INTERVAL_MS = 60_000
@@ -150,51 +148,16 @@ async def _serve(
     """Serve until SIGTERM/SIGINT. A worker (campus/runtime/workers.py) gets its sockets bound, and
     says *ready* to its parent where a lone process tells systemd."""
     config, store = services.config, unwrap(services.sessions.store)
-    if config.production and store.name == "memory":
-        log.warning(
-            "the memory store is per-process and forgets every session on restart: "
-            'it is not for production (set store = "redis")'
-        )
-    if not len(services.users):
-        log.warning("no users in %s: add one with `campus users add EMAIL`", config.users.file)
-    if services.express is not None:
-        log.info(
-            "Express cut-over on: %s cookies carry their %s* sessions over",
-            services.express.cookie_name,
-            services.express.prefix,
-        )
-    in_flight = InFlight()
+    _warn_about(services)
     warm_up_agents()  # before listening: the parser's first use holds the GIL ~0.3-0.8 s
-    app = make_app(services)
     users = follow_users_file(services)  # every process (each worker) follows the file
     users.start()
-    refresh = None
-    if services.metrics is not None:
-        copy_in_flight = services.metrics.track_in_flight(lambda: in_flight.count)
-        if copy_in_flight is not None:
-            refresh = PeriodicCallback(copy_in_flight, 1000)
-            refresh.start()
-    bounds = config.server
-    limits = Limits(
-        max_connections=bounds.max_connections,
-        # Behind a trusted proxy the proxy is the only peer, and it bounds its own clients.
-        max_connections_per_client=None
-        if bounds.trust_proxy
-        else bounds.max_connections_per_client,
-        idle_timeout=bounds.idle_timeout,
-        header_timeout=bounds.header_timeout,
-        body_timeout=bounds.body_timeout,
-        max_body_size=MAX_BODY_SIZE,
-    )
-    server = BoundedServer(in_flight.wrap(app), limits)
+    server = BoundedServer(make_app(services), config.server)
     if sockets is None:
         sockets = bind_sockets(config.server.port, config.server.host)
     port = sockets[0].getsockname()[1]  # before add_sockets, which re-wraps them
     server.add_sockets(sockets)
-    sweeper = None
-    if isinstance(store, MemoryStore):
-        sweeper = PeriodicCallback(_sweeper(store, services.metrics), SWEEP_INTERVAL_MS)
-        sweeper.start()
+    timers = _start_timers(services, server)
     loop = asyncio.get_running_loop()
     log.info(
         "campus (%s, %s store, %s) listening on http://%s:%s",
@@ -217,19 +180,60 @@ async def _serve(
     if ready is not None:
         ready()
     await stop.wait()
+    await _drain(server, timers, store, users)
+    return 0
 
-    log.info("shutting down: no new connections, %d request(s) in flight", in_flight.count)
-    notify("STOPPING=1", f"STATUS=draining {in_flight.count} request(s)")
-    server.stop()
-    for timer in (sweeper, refresh):
-        if timer is not None:
-            timer.stop()
-    await users.stop()
-    if not await in_flight.drained(SHUTDOWN_GRACE):
+
+def _warn_about(services: Services) -> None:
+    """What an operator should know before the server listens."""
+    config, store = services.config, unwrap(services.sessions.store)
+    if config.production and store.name == "memory":
         log.warning(
-            "%d request(s) still running after %.0fs; closing", in_flight.count, SHUTDOWN_GRACE
+            "the memory store is per-process and forgets every session on restart: "
+            'it is not for production (set store = "redis")'
+        )
+    if not len(services.users):
+        log.warning("no users in %s: add one with `campus users add EMAIL`", config.users.file)
+    if services.express is not None:
+        log.info(
+            "Express cut-over on: %s cookies carry their %s* sessions over",
+            services.express.cookie_name,
+            services.express.prefix,
+        )
+
+
+def _start_timers(services: Services, server: BoundedServer) -> list[PeriodicCallback]:
+    """The memory store's sweep, and the in-flight gauge's copy for several processes."""
+    timers = []
+    store = unwrap(services.sessions.store)
+    if isinstance(store, MemoryStore):
+        timers.append(PeriodicCallback(_sweeper(store, services.metrics), SWEEP_INTERVAL_MS))
+    if services.metrics is not None:
+        copy_in_flight = services.metrics.track_in_flight(lambda: server.in_flight)
+        if copy_in_flight is not None:
+            timers.append(PeriodicCallback(copy_in_flight, 1000))
+    for timer in timers:
+        timer.start()
+    return timers
+
+
+async def _drain(
+    server: BoundedServer,
+    timers: list[PeriodicCallback],
+    store: SessionStore,
+    users: UsersFileFollower,
+) -> None:
+    """Stop accepting, let requests in flight finish (within the grace), close the store."""
+    log.info("shutting down: no new connections, %d request(s) in flight", server.in_flight)
+    notify("STOPPING=1", f"STATUS=draining {server.in_flight} request(s)")
+    server.stop()
+    for timer in timers:
+        timer.stop()
+    await users.stop()
+    if not await server.drained(SHUTDOWN_GRACE):
+        log.warning(
+            "%d request(s) still running after %.0fs; closing", server.in_flight, SHUTDOWN_GRACE
         )
     await server.close_all_connections()
     await store.close()
     log.info("stopped")
-    return 0

@@ -65,8 +65,6 @@ class _Worker:
 class Supervisor:
     config: Config
     serve_worker: ServeWorker
-    #: Called in the parent with the pid of every worker that exited (metrics clean-up).
-    on_exit: Callable[[int], None] | None = None
     workers: dict[int, _Worker] = field(default_factory=dict)  # by pid
     deaths: list[float] = field(default_factory=list)
     stopping: bool = False
@@ -159,8 +157,6 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
-            if self.on_exit is not None:
-                self.on_exit(pid)
             self._close_pipe(worker)
             code = os.waitstatus_to_exitcode(status)
             if self.stopping:
@@ -297,16 +293,10 @@ def _die_with(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def supervise(
-    config: Config, serve_worker: ServeWorker, on_exit: Callable[[int], None] | None = None
-) -> int:
-    """Run ``config.server.processes`` workers until SIGTERM/SIGINT; the parent's exit status.
-
-    *on_exit* hears of each worker that exits, e.g. prometheus-client's multiprocess mode's
-    ``mark_process_dead(pid)``.
-    """
+def supervise(config: Config, serve_worker: ServeWorker) -> int:
+    """Run ``config.server.processes`` workers until SIGTERM/SIGINT; the parent's exit status."""
     try:
-        return Supervisor(config, serve_worker, on_exit).run()
+        return Supervisor(config, serve_worker).run()
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
             print(

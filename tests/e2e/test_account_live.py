@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import CHEAP_HASHER, PASSWORD
 from tests.e2e.conftest import base_url
+from tests.support.apps import CHEAP_HASHER, PASSWORD
 from tests.support.servers import Campus, campus_env, wait_for
 
 ANN = {"email": "ann@campus.test", "name": "Ann", "roles": ["student"]}

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from playwright.sync_api import Page, expect
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.conftest import PASSWORD
 from tests.e2e.conftest import base_url
 from tests.e2e.test_sessions_page import sessions_page, sign_in
+from tests.support.apps import PASSWORD
 from tests.support.dbsc import DbscClient
 from tests.support.servers import Campus
 

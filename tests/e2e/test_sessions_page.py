@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
-from tests.conftest import PASSWORD
 from tests.e2e.conftest import base_url
+from tests.support.apps import PASSWORD
 from tests.support.servers import Campus
 
 

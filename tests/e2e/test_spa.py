@@ -10,8 +10,8 @@ from pathlib import Path
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.conftest import PASSWORD
 from tests.e2e.conftest import base_url
+from tests.support.apps import PASSWORD
 from tests.support.servers import Campus, RedisServer, campus_env
 
 Accessible = Callable[[Page, str], None]

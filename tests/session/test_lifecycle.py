@@ -23,7 +23,7 @@ from campus.session import SessionManager, SessionMixin, SessionStore, StoreUnav
 from campus.session.store import SessionRecord, new_session_id
 from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
-from tests.conftest import session_cookie
+from tests.support.apps import session_cookie
 from tests.support.rawhttp import build, exchange
 from tests.support.servers import RedisServer, free_port
 

@@ -24,7 +24,7 @@ from campus.session.stores.memory import MemoryStore
 from campus.session.stores.redis import RedisStore, connect
 from campus.web.handlers.auth import SessionHandler
 from campus.web.services import Services
-from tests.conftest import closing_store, make_config, make_services, session_cookie, user_index
+from tests.support.apps import closing_store, make_config, make_services, session_cookie, user_index
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.gen_test

@@ -15,12 +15,11 @@ from campus.session.contract import ContractClock
 from campus.session.store import SessionRecord, StoreUnavailable, encode_values, new_session_id
 from campus.session.stores.redis import RedisStore, connect
 from tests.support.redis_topologies import Cluster, cluster_ok, wait_for
-from tests.support.servers import RedisServer, free_port
+from tests.support.servers import PERSISTENT, RedisServer, free_port
 
 pytestmark = pytest.mark.gen_test(timeout=30)  # some tests start and kill redis-servers
 
 #: Append-only file, fsync'ed on every write: a SIGKILL loses nothing.
-PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
 
 
 def record(clock: ContractClock, user: str | None = None) -> SessionRecord:
@@ -28,6 +27,7 @@ def record(clock: ContractClock, user: str | None = None) -> SessionRecord:
     return SessionRecord(data, int(clock()) + 60, user)
 
 
+@pytest.mark.slow
 async def test_a_server_that_never_answers_costs_one_timeout_not_several(
     black_hole: int, clock: ContractClock
 ) -> None:
@@ -148,6 +148,7 @@ def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
         cluster.stop()
 
 
+@pytest.mark.slow
 async def test_a_cluster_node_dies(own_cluster: Cluster, clock: ContractClock) -> None:
     """Keys in its slots (and soon, with the Cluster marked down, all keys) are unavailable:
     StoreUnavailable, not a RedisClusterException (which is no RedisError) leaking out."""

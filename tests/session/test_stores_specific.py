@@ -384,6 +384,8 @@ async def test_a_batch_on_a_dead_connection_fails_every_read(clock: ContractCloc
     await store.close()
 
 
+@pytest.mark.slow
+@pytest.mark.gen_test(timeout=60)  # thousands of commands: seconds on a busy machine
 async def test_thousands_of_sessions_can_be_listed_and_ended(
     redis_store: RedisStore, redis_db: redis.Redis, clock: ContractClock
 ) -> None:
@@ -452,6 +454,8 @@ async def test_memory_user_index_from_one_session_to_several_and_back(clock: Con
 # Not on a Cluster: redis-py's async Cluster client breaks under such a burst whatever the
 # store does ("'NoneType' object has no attribute 'writelines'" even 16 at a time);
 # docs/stores.md says so.
+@pytest.mark.slow
+@pytest.mark.gen_test(timeout=60)  # hundreds of writes: seconds on a busy machine
 @pytest.mark.parametrize("topology", ["single", "sentinel"])
 async def test_more_concurrent_writes_than_pooled_connections_wait_instead_of_failing(
     request: pytest.FixtureRequest, topology: str, clock: ContractClock

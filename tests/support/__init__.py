@@ -1,2 +1,4 @@
-"""The suite's helpers: the processes it runs (redis-server, campus, nginx, a Redis Cluster
-and Sentinel group, a systemd container), raw HTTP, waiting for a condition."""
+"""The suite's helpers: the processes it runs (servers.py: redis-server, campus; nginx_proxy.py,
+redis_topologies.py, nspawn.py: nginx, a Redis Cluster and Sentinel group, a systemd
+container), campus in-process (apps.py), raw HTTP (rawhttp.py), log lines (logs.py), the
+units (units.py), and what each test needs and may start (needs.py, processes.py)."""

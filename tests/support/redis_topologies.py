@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from tests.support import servers
+from tests.support.processes import require_slow
 from tests.support.servers import RedisServer, free_port
 
 SERVICE = "campus"
@@ -63,6 +64,7 @@ class Cluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self) -> None:
+        require_slow("a Redis Cluster")
         cli = shutil.which("redis-cli")
         if cli is None:
             pytest.fail("redis-cli is not on PATH (Debian's redis-server package ships it)")
@@ -116,6 +118,7 @@ class SentinelGroup:
         return redis.Redis(host=host, port=int(port), socket_timeout=2)
 
     def start(self) -> None:
+        require_slow("a Sentinel group")
         self.master.start()
         self.replica.start()
         replica = self.replica.client()

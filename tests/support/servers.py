@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.processes import require_slow
+
 REPO = Path(__file__).resolve().parents[2]
 #: A production session secret (long enough) for the campus processes the tests start.
 SECRET = "s3cret-" * 8
@@ -137,6 +139,10 @@ def newer_redis_server() -> str | None:
     return None
 
 
+#: redis-server options: every write on disk before it is acknowledged (append-only, fsync).
+PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
+
+
 class RedisServer:
     """A redis-server process of the test suite's own."""
 
@@ -210,6 +216,7 @@ def run_campus(
     env: dict[str, str], *args: str, timeout: float = 20, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
     """`python -m campus ARGS` to completion, as an operator's shell would run it."""
+    require_slow("a campus process")
     return subprocess.run(
         [sys.executable, "-m", "campus", *args],
         cwd=cwd,
@@ -238,6 +245,7 @@ class Campus:
         *nofile*: the process's open-files limit (``ulimit -n``), if not inherited.
         *startup*: seconds it may take until /healthz answers.
         """
+        require_slow("a campus process")
         self.port = port or free_port()
 
         def limit_files() -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
 from tornado.ioloop import IOLoop
-from tornado.web import HTTPError, stream_request_body
+from tornado.web import stream_request_body
 
 from campus.accounts.signin import SIGN_IN, sign_in_record
 from campus.accounts.throttle import LoginThrottle, Throttled
@@ -74,7 +73,9 @@ class SessionHandler(SessionMixin, BaseHandler):
             self.session.update(carried)
         self.session[USER] = user.key
         agent = self.request.headers.get("User-Agent")
-        facts = partial(sign_in_record, self.client_address(), agent, at=time.time())
+        facts = partial(
+            sign_in_record, self.client_address(), agent, at=self.session_manager.clock()
+        )
         self.session[SIGN_IN] = await IOLoop.current().run_in_executor(None, facts)
         device_binding.offer(self)  # Secure-Session-Registration, for browsers that bind
         self.current_user = user
@@ -88,10 +89,7 @@ class SessionHandler(SessionMixin, BaseHandler):
         ever answered. Its other fields (a cart) come along. An Express session without an
         email, or for an email not in the file, is no session: claiming it deleted it.
         """
-        try:
-            fields = await self.claim_express_session()
-        except StoreUnavailable:
-            raise HTTPError(503, "session store unavailable") from None
+        fields = await self.claim_express_session()
         if not fields:
             return None
         user = self.services.users.find(express_email(fields) or "")
@@ -199,8 +197,6 @@ class LoginHandler(SessionHandler):
         except Throttled as exc:
             retry_after = {"Retry-After": str(exc.retry_after)}
             raise ApiError(429, "Too many failed logins. Try again later.", **retry_after) from None
-        except StoreUnavailable as exc:
-            raise HTTPError(503, "session store unavailable: %s", exc) from None
         return user
 
 

@@ -1,16 +1,24 @@
-"""What every campus handler shares: JSON errors, never an HTML traceback; proxy awareness."""
+"""What every campus handler shares: JSON errors, never an HTML traceback; proxy awareness.
+
+:class:`JsonErrorsMixin` is the one place where errors become answers: an :class:`ApiError`
+says its own message, Tornado's own errors (404, 405, ...) get ours, and a
+:class:`~campus.session.StoreUnavailable` that any handler lets propagate is the 503
+``Session store unavailable`` with ``Retry-After``, logged as one line without a traceback.
+"""
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
+from types import TracebackType
 from typing import Any
 
-from tornado.log import gen_log
+from tornado.log import app_log, gen_log
 from tornado.web import HTTPError, RequestHandler
 
 from campus.http.clients import client_address
+from campus.http.errors import RETRY_AFTER, error_body
 from campus.observability import requestid
+from campus.session import StoreUnavailable
 from campus.web.handlers.origin import is_cross_origin, origin_of
 from campus.web.handlers.security import COMMON_HEADERS, set_headers
 from campus.web.services import Services
@@ -20,9 +28,6 @@ _DEFAULT_MESSAGES = {
     HTTPStatus.SERVICE_UNAVAILABLE: "Session store unavailable",
     HTTPStatus.INTERNAL_SERVER_ERROR: "Internal server error",
 }
-
-#: Seconds a client should wait before retrying after a 503.
-RETRY_AFTER = 1
 
 
 def _default_message(status_code: int) -> str:
@@ -59,6 +64,12 @@ class ApiError(HTTPError):
 class JsonErrorsMixin(RequestHandler):
     """Every error body is ``{"errorMessage": ...}`` — including Tornado's own 404/405/500."""
 
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, StoreUnavailable):
+            status_code = HTTPStatus.SERVICE_UNAVAILABLE  # the store, not us: try again soon
+        super().send_error(status_code, **kwargs)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = getattr(exc, "error_message", None) or _default_message(status_code)
@@ -73,27 +84,34 @@ class JsonErrorsMixin(RequestHandler):
     def finish_error(self, message: str) -> None:
         """End the response with the error body, at the status already set."""
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"errorMessage": message}))
+        self.finish(error_body(message))
 
-    def _request_summary(self) -> str:
-        # Tornado's error log lines use this; the query string may hold a client's secrets.
+    def request_summary(self) -> str:
+        """The request in a log line: never its query string, where clients put secrets."""
         return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Tornado's line for an HTTPError, with its message's template kept as the template.
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """One line per error; a traceback only for a bug.
 
-        Tornado formats the message first and logs every HTTPError as ``"%d %s: %s"``; the
-        log writer, which sums up repeats of one template, would then take a junk request's
-        "Invalid unicode in url" and a store outage's 503 for the same line.
+        An HTTPError's message template stays the template: the log writer, which sums up
+        repeats of one template, would otherwise take a junk request's "Invalid unicode in
+        url" and a store outage for the same line.
         """
-        if not isinstance(value, HTTPError):
-            super().log_exception(typ, value, tb)
-            return
-        message = value.log_message
-        if message:
-            template = message if value.args else message.replace("%", "%%")
-            args = (value.status_code, self._request_summary(), *value.args)
-            gen_log.warning("%d %s: " + template, *args)
+        if isinstance(value, StoreUnavailable):
+            gen_log.warning("503 %s: session store unavailable: %s", self.request_summary(), value)
+        elif isinstance(value, HTTPError):
+            message = value.log_message
+            if message:
+                template = message if value.args else message.replace("%", "%%")
+                args = (value.status_code, self.request_summary(), *value.args)
+                gen_log.warning("%d %s: " + template, *args)
+        else:
+            app_log.error("Uncaught exception %s", self.request_summary(), exc_info=value)
 
 
 class BaseHandler(JsonErrorsMixin, RequestHandler):
@@ -114,7 +132,12 @@ class BaseHandler(JsonErrorsMixin, RequestHandler):
     def compute_etag(self) -> None:
         return None  # per-user answers, never cached: an ETag would only invite 304s
 
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if isinstance(value, ApiError) and value.status_code < 500:
             return  # the client's mistake, already in the access log
         super().log_exception(typ, value, tb)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from campus.http.errors import RETRY_AFTER, error_body
 from campus.session import StoreUnavailable
 from campus.web.handlers.base import BaseHandler
 
@@ -15,13 +16,10 @@ class HealthHandler(BaseHandler):
             await asyncio.wait_for(store.ping(), self.services.config.redis.timeout)
         except (StoreUnavailable, TimeoutError):
             self.set_status(503)
-            self.set_header("Retry-After", "1")
-            self.write(
-                {
-                    "status": "unavailable",
-                    "store": store.name,
-                    "errorMessage": "Session store unavailable",
-                }
+            self.set_header("Retry-After", str(RETRY_AFTER))
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(
+                error_body("Session store unavailable", status="unavailable", store=store.name)
             )
             return
         self.write({"status": "ok", "store": store.name})

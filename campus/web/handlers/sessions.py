@@ -11,15 +11,11 @@ sessions is 404 — never 403 — so handles of other users cannot be probed.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, cast
-
-from tornado.web import HTTPError
 
 from campus.accounts.signin import SIGN_IN
 from campus.accounts.users import User
 from campus.observability.metrics import count_sessions_destroyed
-from campus.session import StoreUnavailable
 from campus.session.handles import SessionHandles
 from campus.session.store import LiveSession, UserSessions, session_ref
 from campus.web.binding.state import BINDING
@@ -50,17 +46,11 @@ class SessionsApiHandler(SessionHandler):
         return SessionHandles(self.services.config.session.secret[0])
 
     async def live_sessions(self, user: str) -> list[LiveSession]:
-        try:
-            return await self.listing.sessions_of(user)
-        except StoreUnavailable as exc:
-            raise HTTPError(503, "session store unavailable: %s", exc) from None
+        return await self.listing.sessions_of(user)
 
     async def end(self, user: str, refs: list[str]) -> int:
         """End these sessions of the user (never the current one: that is a logout)."""
-        try:
-            ended = await self.listing.end_sessions(user, refs) if refs else 0
-        except StoreUnavailable as exc:
-            raise HTTPError(503, "session store unavailable: %s", exc) from None
+        ended = await self.listing.end_sessions(user, refs) if refs else 0
         count_sessions_destroyed(self.settings, "user", ended)
         return ended
 
@@ -71,7 +61,7 @@ class SessionsApiHandler(SessionHandler):
 class SessionsHandler(SessionsApiHandler):
     async def get(self) -> None:
         user = self.signed_in_user()
-        current, handles, now = self.current_ref(), self.handles, time.time()
+        current, handles, now = self.current_ref(), self.handles, self.session_manager.clock()
         idle = self.services.config.session.idle_timeout
         absolute = self.services.config.session.absolute_timeout
         listed = [
@@ -94,17 +84,10 @@ class SessionHandleHandler(SessionsApiHandler):
         if not found:
             raise ApiError(404, "No such session")
         if found[0] == self.current_ref():
-            await self.end_current()
+            await self.log_out()  # ending the current session is a logout
         else:
             await self.end(user, found)
         self.write({})
-
-    async def end_current(self) -> None:
-        """Ending the current session is a logout: the record goes, then the cookie."""
-        try:
-            await self.log_out()
-        except StoreUnavailable as exc:
-            raise HTTPError(503, "session store unavailable: %s", exc) from None
 
 
 class EndOthersHandler(SessionsApiHandler):

@@ -97,8 +97,8 @@ class FrontendHandler(JsonErrorsMixin, StaticFileHandler):
             found = (self.dist, SHELL)
         self.root, relative = found
         await super().get(relative, include_body)
-        if self.get_status() == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE and not self._finished:
-            # StaticFileHandler leaves a 416 empty and text/plain: ours are JSON errors too.
+        if self.get_status() == HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
+            # StaticFileHandler leaves a 416 empty, text/plain and unfinished: ours are JSON.
             self.finish_error("Range not satisfiable")
 
     def compute_etag(self) -> str | None:
