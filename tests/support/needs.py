@@ -41,6 +41,7 @@ NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: run. A test that starts a campus process or a Redis Cluster unmarked fails, saying so
 #: (:func:`require_slow`): nobody can forget the marker.
 SLOW = {
+    "test_accounts_live.py",
     "test_cli_sessions.py",
     "test_cli_users.py",
     "test_connections.py",
@@ -53,6 +54,7 @@ SLOW = {
     "test_outage.py",
     "test_properties.py",
     "test_redis_acl.py",
+    "test_redis_crash.py",
     "test_redis_topologies.py",
     "test_scale_out.py",
     "test_scripts.py",
@@ -63,7 +65,7 @@ SLOW = {
     "test_workers.py",
 }
 #: Fixtures that take seconds to set up: a test that uses one is slow.
-SLOW_FIXTURES = {"redis_cluster", "redis_sentinel", "express"}
+SLOW_FIXTURES = {"redis_cluster", "own_cluster", "redis_sentinel", "express"}
 
 #: The markers ``scripts/test --quick`` leaves out, and its ``-m`` expression.
 NOT_QUICK = ("browser", "nginx", "prometheus", "container", "slow")
