@@ -42,3 +42,12 @@ def test_values_the_fast_parser_refuses_still_load() -> None:
     record = decode_record(encode_record(SessionRecord(encode_values(data), 1, "\udfff")))
     assert record is not None and record.user == "\udfff"
     assert record.decoded() == data
+
+
+@pytest.mark.parametrize("number", [-(2**63) - 1, 2**64, -(2**80), 10**30])
+def test_integers_past_64_bits_stay_exact(number: int) -> None:
+    """orjson reads these as floats without an error: the record must still give them back."""
+    record = decode_record(encode_record(SessionRecord(encode_values({"n": number}), 1, None)))
+    assert record is not None
+    value = record.decoded()["n"]
+    assert type(value) is int and value == number
