@@ -25,7 +25,7 @@ ANN = {"email": "ann@campus.test", "password": PASSWORD}
 BOB = {"email": "bob@campus.test", "password": PASSWORD}
 #: Debian's redis.conf: snapshots only.
 SNAPSHOTS = ("--save", "3600 1 300 100 60 10000", "--appendonly", "no")
-#: What docs/stores.md recommends: the append-only file, fsync'ed every second.
+#: What docs/operations.md recommends: the append-only file, fsync'ed every second.
 APPEND_ONLY = ("--appendonly", "yes", "--appendfsync", "everysec")
 WARNING = "Redis runs without its append-only file (snapshots only)"
 
