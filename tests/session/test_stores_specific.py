@@ -474,3 +474,8 @@ async def test_more_concurrent_writes_than_pooled_connections_wait_instead_of_fa
         assert all([await store.load(sid, touch=None) is None for sid in sids[:20]])
     finally:
         await store.close()
+
+
+def test_a_memory_store_built_without_arguments_is_bounded() -> None:
+    """docs/session-library.md builds it as ``MemoryStore()``: never an unbounded dict."""
+    assert MemoryStore().max_sessions == 100_000

@@ -52,7 +52,11 @@ class MemoryStore:
     name = "memory"
 
     def __init__(
-        self, *, max_sessions: int, clock: Clock = time.time, max_counters: int | None = None
+        self,
+        *,
+        max_sessions: int = 100_000,
+        clock: Clock = time.time,
+        max_counters: int | None = None,
     ) -> None:
         if max_sessions < 1 or (max_counters is not None and max_counters < 1):
             raise ValueError("max_sessions and max_counters must be positive")
