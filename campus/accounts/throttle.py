@@ -27,6 +27,7 @@ from typing import cast
 
 from campus.accounts.users import normalize_email
 from campus.config import LoginConfig
+from campus.http.clients import client_key
 from campus.session.store import AttemptCounters
 
 
@@ -59,12 +60,13 @@ class LoginThrottle:
         self._counters = cast(AttemptCounters, counters)
         self._window = config.window
         self._limit = config.max_failures
+        self._ipv6_prefix = config.ipv6_prefix
 
     async def reserve(self, email: str, address: str) -> Reservation:
         """Count this attempt before its password is checked; raise Throttled if no room."""
         reservation = Reservation(
             attempt=secrets.token_hex(8),
-            address_key="addr:" + address,
+            address_key="addr:" + client_key(address, self._ipv6_prefix),
             email_key="email:" + normalize_email(email),
         )
         keys = [reservation.address_key, reservation.email_key]
