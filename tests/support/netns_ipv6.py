@@ -78,7 +78,8 @@ def wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"campus exited: {process.stdout.read() if process.stdout else ''}")
+            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise SystemExit(f"campus exited: {output}")
         try:
             with socket.create_connection(("::1", port), timeout=1) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -78,7 +78,8 @@ def outcomes(services: Services) -> dict[str, float]:
     assert services.metrics is not None
     return {
         sample.labels["outcome"]: sample.value
-        for sample in services.metrics.logins.collect()[0].samples
+        for family in services.metrics.logins.collect()
+        for sample in family.samples
         if sample.name.endswith("_total")
     }
 
