@@ -7,6 +7,7 @@ trust_proxy is on so that each request can name its client address (X-Forwarded-
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 
@@ -113,6 +114,13 @@ async def test_a_device_has_its_own_limit_and_it_holds(fetch: Fetch) -> None:
     assert response.code == 429 and int(response.headers["Retry-After"]) > 0
     # The device's failures are its own: the email is not locked for other clients.
     assert (await login(fetch, ANN, PASSWORD, "10.8.8.8")).code == 200
+
+
+async def test_guesses_sent_at_once_with_one_device_get_at_most_its_limit(fetch: Fetch) -> None:
+    device = await trusted(fetch)
+    answers = await asyncio.gather(*(login(fetch, ANN, "wrong", device=device) for _ in range(12)))
+    codes = sorted(response.code for response in answers)
+    assert codes == [403] * LIMIT + [429] * (12 - LIMIT)
 
 
 async def test_another_email_s_device_cookie_is_no_cookie(fetch: Fetch) -> None:
