@@ -31,7 +31,6 @@ from typing import cast
 
 from campus.accounts.users import normalize_email
 from campus.config import LoginConfig
-from campus.http.clients import client_key
 from campus.session.store import AttemptCounters
 
 
@@ -66,10 +65,12 @@ class LoginThrottle:
         self._counters = cast(AttemptCounters, counters)
         self._window = config.window
         self._limit = config.max_failures
-        self._ipv6_prefix = config.ipv6_prefix
 
-    async def reserve(self, email: str, address: str, device: str | None = None) -> Reservation:
+    async def reserve(self, email: str, client: str, device: str | None = None) -> Reservation:
         """Count this attempt before its password is checked; raise Throttled if no room.
+
+        *client*: the key the client is counted under (campus.http.clients.client_key: an
+        IPv4 address, an IPv6 client's /64).
 
         *device*: the id of a trusted device (a device cookie for this email): the attempt is
         counted on that device alone, never refused for the email's or the address's count.
@@ -79,7 +80,7 @@ class LoginThrottle:
             reservation = Reservation(secrets.token_hex(8), (), (device_key,))
             keys = [device_key]
         else:
-            address_key = "addr:" + client_key(address, self._ipv6_prefix)
+            address_key = "addr:" + client
             email_key = "email:" + normalize_email(email)
             reservation = Reservation(secrets.token_hex(8), (address_key,), (email_key,))
             keys = [address_key, email_key]

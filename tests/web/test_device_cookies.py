@@ -83,6 +83,8 @@ async def test_a_login_sets_a_long_lived_strict_http_only_device_cookie(fetch: F
     assert value and "httponly" in attributes and "samesite=strict" in attributes
     assert f"max-age={LIFETIME}" in attributes and "path=/" in attributes
     assert "secure" not in attributes  # plain HTTP here: Secure follows the session cookie
+    # The session's comes first: scripts that read one Set-Cookie get the session.
+    assert response.headers.get_list("Set-Cookie")[0].startswith("campus.sid=")
     assert (await login(fetch, ANN, "wrong")).headers.get_list("Set-Cookie") == []
 
 

@@ -16,10 +16,12 @@ from campus.accounts.gate import CheckAbandoned, ChecksBusy
 from campus.accounts.signin import SIGN_IN, sign_in_record
 from campus.accounts.throttle import LoginThrottle, Throttled
 from campus.accounts.users import MAX_EMAIL, MAX_PASSWORD, User
+from campus.http.clients import client_key
 from campus.http.exchange import declared_over
 from campus.observability.metrics import count_sessions_destroyed
 from campus.session import SessionMixin, StoreUnavailable
 from campus.session.cookie import cookie_from_headers
+from campus.session.manager import CookieUpdate
 from campus.web.binding import policy as device_binding
 from campus.web.devices import LIFETIME, DeviceCookies
 from campus.web.express import express_email
@@ -155,6 +157,7 @@ class LoginHandler(SessionHandler):
     _too_large = False
     _foreign = False  # refused as another origin's POST: no password was checked
     _outcome = ""  # what the status alone does not say: "busy", "abandoned"
+    _device_cookie: tuple[str, str] | None = None  # set with the session cookie
 
     def check_xsrf_cookie(self) -> None:
         try:
@@ -202,19 +205,30 @@ class LoginHandler(SessionHandler):
         if user is None:
             raise ApiError(403, "Permission denied!")
         await self.start_session(user)
-        attributes = self.session_manager.cookie.attributes(https=self.is_https())
-        attributes.update(httponly=True, samesite="Strict")
-        self.set_cookie(devices.name, devices.issue(user.key), max_age=LIFETIME, **attributes)
+        self._device_cookie = (devices.name, devices.issue(user.key))
         self.write({"user": user.public})
+
+    def _set_session_cookie(self, update: CookieUpdate | None) -> None:
+        """The device cookie goes right after the session's: a client that reads only the
+        first ``Set-Cookie`` (many scripts) still gets the session."""
+        super()._set_session_cookie(update)
+        if self._device_cookie is not None and update is not None and update.value is not None:
+            name, value = self._device_cookie
+            attributes = self.session_manager.cookie.attributes(https=self.is_https())
+            attributes.update(httponly=True, samesite="Strict")
+            self.set_cookie(name, value, max_age=LIFETIME, **attributes)
+            self._device_cookie = None
 
     async def _authenticate(self, email: str, password: str, device: str | None) -> User | None:
         """The password check, counted by the throttle, then admitted by the gate: 429 while
         throttled (right password or not); 503 when every place for a check is taken (the
         attempt is given back: nothing was checked)."""
         users = self.services.users
-        throttle = LoginThrottle(self.services.sessions.store, self.services.config.login)
+        config = self.services.config.login
+        throttle = LoginThrottle(self.services.sessions.store, config)
+        client = client_key(self.client_address(), config.ipv6_prefix)  # IPv6: its /64
         try:
-            reservation = await throttle.reserve(email, self.client_address(), device)
+            reservation = await throttle.reserve(email, client, device)
             try:
                 with users.gate.admit(trusted=device is not None):
                     user = await users.authenticate(email, password, gone=self._gone.is_set)
