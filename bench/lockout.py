@@ -1,11 +1,11 @@
 """An hour of "lock the victim out", in a few minutes: does the victim still sign in?
 
 Issue 20's attack, rerun with time shortened by ``--scale`` (30: the 900 s window becomes
-30 s, the hour 2 minutes, the victim's 3 s between tries 0.1 s): an attacker on one address fails as the victim's email, and once throttled
-waits out exactly ``Retry-After`` and fails again, keeping the email locked. Once it is
-locked, every ``--every`` simulated seconds (3), the victim signs in (and out) with the right password
-twice: from a browser that signed in once before the attack (its device cookie) and from a
-browser that never did (none).
+30 s, the hour 2 minutes, the victim's 3 s between tries 0.1 s): an attacker on one address
+fails as the victim's email, and once throttled waits out exactly ``Retry-After`` and fails
+again, keeping the email locked. Once it is locked, every ``--every`` simulated seconds (3),
+the victim signs in (and out) with the right password twice: from a browser that signed in
+once before the attack (its device cookie) and from a browser that never did (none).
 Reported per campus checkout (``--root``, repeatable: this one and an export of main):
 each victim's answers and success rate (wanted 100% for the trusted browser), and how many
 failures the attacker got counted.
