@@ -62,7 +62,7 @@ def rss_mb(pid: int) -> float:
 
 def request(
     port: int, method: str, path: str, body: dict[str, str] | None = None, cookie: str = ""
-) -> tuple[int, dict[str, str], bytes]:
+) -> tuple[int, http.client.HTTPMessage, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     headers = {"Content-Type": "application/json"} if body is not None else {}
     if cookie:
@@ -71,11 +71,13 @@ def request(
     response = conn.getresponse()
     data = response.read()
     conn.close()
-    return response.status, dict(response.getheaders()), data
+    return response.status, response.headers, data
 
 
-def session_of(headers: dict[str, str]) -> str:
-    return headers.get("Set-Cookie", "").split(";", 1)[0]
+def session_of(headers: http.client.HTTPMessage) -> str:
+    """The session cookie (``campus.sid=...``) among the Set-Cookie headers."""
+    cookies = [c.split(";", 1)[0] for c in headers.get_all("Set-Cookie") or []]
+    return next(c for c in cookies if c.startswith("campus.sid="))
 
 
 def address(i: int) -> str:
@@ -135,7 +137,8 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         def probe() -> None:
             while not done.is_set():
                 sent = time.monotonic()
-                request(port, "GET", "/api/me", cookie=cookie)
+                status = request(port, "GET", "/api/me", cookie=cookie)[0]
+                assert status == 200, status  # signed in: the session is read each time
                 me.append(time.monotonic() - sent)
                 time.sleep(max(0.0, 0.02 - (time.monotonic() - sent)))
 
