@@ -25,6 +25,8 @@ from campus.session.store import new_session_id
 #: Seconds a device stays trusted after its last successful login (each renews it).
 LIFETIME = 180 * 86400
 SUFFIX = ".device"
+#: Values of the cookie looked at per request (a browser sends one).
+MAX_VALUES = 4
 
 
 class DeviceCookies:
@@ -37,7 +39,8 @@ class DeviceCookies:
     def device(self, cookie_headers: Sequence[str], email_key: str) -> str | None:
         """The id of the device whose cookie in these headers was issued for *email_key*."""
         signer = self.manager.signer
-        for value in cookie_values(cookie_headers, self.name):
+        # A few at most: a request stuffed with hundreds must not cost hundreds of HMACs.
+        for value in cookie_values(cookie_headers, self.name)[:MAX_VALUES]:
             verified = signer.verify(_signed_name(self.name, email_key), value, max_age=LIFETIME)
             if verified is not None:
                 return verified[0]

@@ -16,7 +16,7 @@ from tornado.httpclient import HTTPResponse
 
 from campus.config import Config, LoginConfig
 from campus.session.contract import ContractClock
-from campus.web.devices import LIFETIME, SUFFIX
+from campus.web.devices import LIFETIME, MAX_VALUES, SUFFIX
 from tests.support.apps import PASSWORD, Fetch, session_cookie
 
 pytestmark = pytest.mark.gen_test
@@ -143,6 +143,20 @@ async def test_forged_altered_and_expired_cookies_are_no_cookie(
     clock.advance(LIFETIME + 60)  # the device is forgotten, and so are the failures
     await lock(fetch)
     assert (await login(fetch, ANN, PASSWORD, "10.7.7.7", device)).code == 429
+
+
+async def test_only_the_first_few_values_are_checked(fetch: Fetch) -> None:
+    """A request stuffed with device cookies costs a few HMACs, not one per value."""
+    device = await trusted(fetch)
+    await lock(fetch)
+    junk = "; ".join(f"{DEVICE}=junk{i}" for i in range(MAX_VALUES))
+    for cookies, code in ((f"{junk}; {DEVICE}={device}", 429), (f"{DEVICE}={device}; {junk}", 200)):
+        headers = {"Content-Type": "application/json", "X-Forwarded-For": "10.7.7.7"}
+        body = json.dumps({"email": ANN, "password": PASSWORD})
+        response = await fetch(
+            "/login", method="POST", body=body, headers={**headers, "Cookie": cookies}
+        )
+        assert response.code == code
 
 
 async def test_logout_keeps_the_device_cookie(fetch: Fetch) -> None:
