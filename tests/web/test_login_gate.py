@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from campus.session.contract import ContractClock
 from campus.web.devices import SUFFIX
 from campus.web.services import Services, build_sessions
 from tests.support.apps import ANN, PASSWORD, Fetch, closing_store, error_of, make_store
+from tests.support.logs import access_lines
 
 pytestmark = pytest.mark.gen_test
 
@@ -102,9 +104,14 @@ async def test_past_the_gate_a_login_is_503_at_once_and_counts_as_no_failure(
 
 
 async def test_a_check_whose_client_left_is_not_run(
-    fetch: Fetch, services: Services, executor: ThreadPoolExecutor, base_url: str
+    fetch: Fetch,
+    services: Services,
+    executor: ThreadPoolExecutor,
+    base_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The only worker is busy while the client sends its login and hangs up."""
+    caplog.set_level(logging.INFO, "campus.access")
     release = threading.Event()
     busy = executor.submit(release.wait, 30)
     port = int(base_url.rsplit(":", 1)[1])
@@ -122,4 +129,5 @@ async def test_a_check_whose_client_left_is_not_run(
         await asyncio.sleep(0.01)
     assert outcomes(services)["success"] == 0
     assert services.users.gate.admitted == 0
+    assert [line["status"] for line in access_lines(caplog)] == ["499"]  # as nginx says it
     assert (await login(fetch)).code == 200  # the next one is checked as usual

@@ -240,8 +240,8 @@ class LoginHandler(SessionHandler):
             if user is not None:
                 await throttle.succeeded(reservation)
         except CheckAbandoned:
-            self._outcome = "abandoned"  # nobody is there to read the answer
-            raise ApiError(503, "The client went away") from None
+            self._outcome = "abandoned"  # nobody is there to read the answer: logged as
+            raise ApiError(499, "The client went away") from None  # nginx logs it, not a 5xx
         except Throttled as exc:
             retry_after = {"Retry-After": str(exc.retry_after)}
             raise ApiError(429, "Too many failed logins. Try again later.", **retry_after) from None
