@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -31,6 +32,7 @@ from argon2.exceptions import Argon2Error, InvalidHashError, VerificationError
 
 from campus.accounts.edits import public, replace_hash
 from campus.accounts.emails import normalize_email
+from campus.accounts.gate import CheckAbandoned, CheckGate
 from campus.accounts.records import (
     DEMO_EMAIL,
     DEMO_PASSWORD,
@@ -90,6 +92,13 @@ def verify(password_hash: str, password: bytes) -> bool:
         return False
 
 
+def _verify_unless(password_hash: str, secret: bytes, gone: Callable[[], bool] | None) -> bool:
+    """:func:`verify`, in a worker, unless the client went away while the check waited."""
+    if gone is not None and gone():
+        raise CheckAbandoned
+    return verify(password_hash, secret)
+
+
 class UserDirectory:
     """The users file loaded into memory, with password checks off the event loop."""
 
@@ -104,11 +113,15 @@ class UserDirectory:
         hasher: PasswordHasher | None = None,
         refuse_demo_of: StrPath | None = None,
         version: FileVersion = MISSING,
+        workers: int | None = None,
     ) -> None:
         """*records*: validated (campus.accounts.records). *refuse_demo_of*: the shipped
-        development file; a load that holds its demo account fails (production)."""
+        development file; a load that holds its demo account fails (production).
+        *workers*: the executor's threads, which size the gate in front of it."""
         self.path = Path(path)
         self._executor = executor
+        #: Admits a few password checks per worker; the login handler enters it.
+        self.gate = CheckGate(workers or os.cpu_count() or 2)
         #: Hashes new passwords; a stored hash it would make differently is upgraded at login.
         self.hasher = hasher
         self.refuse_demo_of = refuse_demo_of
@@ -129,6 +142,7 @@ class UserDirectory:
         hasher: PasswordHasher | None = None,
         required: bool = False,
         refuse_demo_of: StrPath | None = None,
+        workers: int | None = None,
     ) -> UserDirectory:
         """Read and validate the file; a missing file is an empty directory unless *required*."""
         data, version = read_version(path)
@@ -145,6 +159,7 @@ class UserDirectory:
             hasher=hasher,
             refuse_demo_of=refuse_demo_of,
             version=version,
+            workers=workers,
         )
 
     # -- the current snapshot ------------------------------------------------------------
@@ -215,21 +230,34 @@ class UserDirectory:
 
     # -- passwords -----------------------------------------------------------------------
 
-    async def authenticate(self, email: str, password: str) -> User | None:
-        """The user if the password matches, else None (never raises for bad input)."""
+    async def authenticate(
+        self, email: str, password: str, *, gone: Callable[[], bool] | None = None
+    ) -> User | None:
+        """The user if the password matches, else None (never raises for bad input).
+
+        *gone*: whether the client has gone away; asked when a worker picks the check up,
+        and if so the check is not run (CheckAbandoned).
+        """
         snapshot = self._snapshot
         user = snapshot.users.get(normalize_email(email))
         target = snapshot.dummy_hash if user is None else user.password_hash
         secret = password.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates
-        if not await self.check_password(target, secret) or user is None:
+        if not await self.check_password(target, secret, gone) or user is None:
             return None
         self._upgrade_later(user, secret)
         return self.get(user.key)  # as the file has it now: None if removed meanwhile
 
-    async def check_password(self, password_hash: str, secret: bytes) -> bool:
-        """The one place a password is checked: in the executor, never on the event loop."""
+    async def check_password(
+        self, password_hash: str, secret: bytes, gone: Callable[[], bool] | None = None
+    ) -> bool:
+        """The one place a password is checked: in the executor, never on the event loop.
+
+        Not run (CheckAbandoned) if *gone* says so once a worker is free for it.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, verify, password_hash, secret)
+        return await loop.run_in_executor(
+            self._executor, _verify_unless, password_hash, secret, gone
+        )
 
     def _upgrade_later(self, user: User, secret: bytes) -> None:
         """Rehash with the configured parameters after the answer; never delays a login."""

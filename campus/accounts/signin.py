@@ -3,11 +3,13 @@
 Recorded once, at login, into the session's data under :data:`SIGN_IN`; later requests never
 write it again, so showing it costs nothing per request. The agent is a short description
 ("Firefox 133 on Windows", "Safari on iPhone") from the User-Agent header, parsed with
-ua-parser (the maintained uap-core rules), never the raw header.
+ua-parser (the maintained uap-core rules), never the raw header, and made only of browser and
+system names on an allow-list: never of words the client chose.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ua_parser import parse
@@ -19,25 +21,57 @@ SIGN_IN = "signin"
 #: regular expressions, whose cost grows with the text.
 MAX_AGENT = 512
 
-#: Browser families as a person names them.
+#: The browsers shown, by ua-parser family, as a person names them. An allow-list: a family
+#: not here is "Unknown browser", since a family can be any words the client chose ("Your
+#: account was hacked call 555-0100 Bot" parses as one).
 _BROWSERS = {
-    "Mobile Safari": "Safari",
-    "Mobile Safari UI/WKWebView": "Safari",
+    "Chrome": "Chrome",
     "Chrome Mobile": "Chrome",
     "Chrome Mobile iOS": "Chrome",
     "Chrome Mobile WebView": "Android WebView",
+    "Chromium": "Chromium",
     "HeadlessChrome": "Headless Chrome",
+    "Firefox": "Firefox",
     "Firefox Mobile": "Firefox",
     "Firefox iOS": "Firefox",
+    "Firefox Focus": "Firefox Focus",
+    "Safari": "Safari",
+    "Mobile Safari": "Safari",
+    "Mobile Safari UI/WKWebView": "Safari",
+    "Edge": "Edge",
     "Edge Mobile": "Edge",
+    "IE": "Internet Explorer",
+    "Opera": "Opera",
+    "Opera Mobile": "Opera",
+    "Opera Mini": "Opera Mini",
     "Samsung Internet": "Samsung Internet",
+    "Vivaldi": "Vivaldi",
+    "Brave": "Brave",
+    "Yandex Browser": "Yandex Browser",
+    "UC Browser": "UC Browser",
+    "DuckDuckGo Mobile": "DuckDuckGo",
+    "Silk": "Silk",
 }
-#: Systems as a person names them.
-_SYSTEMS = {"Mac OS X": "macOS", "Chrome OS": "ChromeOS", "iOS": "iOS"}
+#: The systems shown, by ua-parser family, as a person names them (an allow-list too).
+_SYSTEMS = {
+    "Windows": "Windows",
+    "Mac OS X": "macOS",
+    "iOS": "iOS",
+    "Android": "Android",
+    "Chrome OS": "ChromeOS",
+    "Linux": "Linux",
+    "Ubuntu": "Ubuntu",
+    "Debian": "Debian",
+    "Fedora": "Fedora",
+    "FreeBSD": "FreeBSD",
+    "OpenBSD": "OpenBSD",
+}
 #: Devices named instead of their system: "Safari on iPhone" says more than "on iOS".
 _DEVICES = {"iPhone", "iPad", "iPod"}
 #: Browsers whose version says little (it follows the system's): shown without one.
 _NO_VERSION = {"Safari"}
+#: A major version as browsers write it: a few digits, nothing the client could make a word of.
+_VERSION = re.compile(r"[0-9]{1,4}")
 
 
 def warm_up() -> None:
@@ -58,14 +92,12 @@ def describe_agent(user_agent: str | None) -> str:
         return "Unknown browser"
     result = parse(text)
     agent, system, device = result.user_agent, result.os, result.device
-    if agent is None or agent.family == "Other":
+    browser = _BROWSERS.get(agent.family, "") if agent is not None else ""
+    if not browser:
         browser = "Unknown browser"
-    else:
-        browser = _BROWSERS.get(agent.family, agent.family)
-        if agent.major and browser not in _NO_VERSION:
-            browser = f"{browser} {agent.major}"
+    elif agent is not None and _VERSION.fullmatch(agent.major or "") and browser not in _NO_VERSION:
+        browser = f"{browser} {agent.major}"
     if device is not None and device.family in _DEVICES:
         return f"{browser} on {device.family}"
-    if system is not None and system.family != "Other":
-        return f"{browser} on {_SYSTEMS.get(system.family, system.family)}"
-    return browser
+    named = _SYSTEMS.get(system.family, "") if system is not None else ""
+    return f"{browser} on {named}" if named else browser

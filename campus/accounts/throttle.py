@@ -1,5 +1,9 @@
 """Login throttling: too many failed logins for one email or one client address is a 429.
 
+A browser that signed in as an email before (a device cookie, campus.web.devices) is counted
+on a counter of its own instead, so that no one else's failures lock it out (OWASP, "Slow
+Down Online Guessing Attacks with Device Cookies"). What follows is for the others.
+
 The counters live in the store (its :class:`~campus.session.store.AttemptCounters` side), so
 every process and machine sees the same ones. Each login is counted *before* its password is
 checked, against both the client address and the email, all or nothing:
@@ -40,11 +44,13 @@ class Throttled(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """One login attempt, counted against its address and its email until given back."""
+    """One login attempt, counted on its counters until given back."""
 
     attempt: str
-    address_key: str
-    email_key: str
+    #: Counters that get this attempt back on success (the address).
+    give_back: tuple[str, ...]
+    #: Counters whose failures a success forgets (the email; a trusted device).
+    forget: tuple[str, ...]
 
 
 class LoginThrottle:
@@ -60,14 +66,24 @@ class LoginThrottle:
         self._window = config.window
         self._limit = config.max_failures
 
-    async def reserve(self, email: str, address: str) -> Reservation:
-        """Count this attempt before its password is checked; raise Throttled if no room."""
-        reservation = Reservation(
-            attempt=secrets.token_hex(8),
-            address_key="addr:" + address,
-            email_key="email:" + normalize_email(email),
-        )
-        keys = [reservation.address_key, reservation.email_key]
+    async def reserve(self, email: str, client: str, device: str | None = None) -> Reservation:
+        """Count this attempt before its password is checked; raise Throttled if no room.
+
+        *client*: the key the client is counted under (campus.http.clients.client_key: an
+        IPv4 address, an IPv6 client's /64).
+
+        *device*: the id of a trusted device (a device cookie for this email): the attempt is
+        counted on that device alone, never refused for the email's or the address's count.
+        """
+        if device is not None:
+            device_key = "device:" + device
+            reservation = Reservation(secrets.token_hex(8), (), (device_key,))
+            keys = [device_key]
+        else:
+            address_key = "addr:" + client
+            email_key = "email:" + normalize_email(email)
+            reservation = Reservation(secrets.token_hex(8), (address_key,), (email_key,))
+            keys = [address_key, email_key]
         wait = await self._counters.reserve(
             keys, reservation.attempt, window=self._window, limit=self._limit
         )
@@ -75,8 +91,15 @@ class LoginThrottle:
             raise Throttled(wait)
         return reservation
 
+    async def cancel(self, reservation: Reservation) -> None:
+        """No password was checked (no place for the check): every counter gets it back."""
+        keys = [*reservation.give_back, *reservation.forget]
+        await self._counters.give_back(reservation.attempt, keys)
+
     async def succeeded(self, reservation: Reservation) -> None:
-        """The password was right: the address gets its attempt back, the email starts over."""
+        """The password was right: the address gets its attempt back, the email (or the
+        trusted device) starts over. A trusted device's success leaves the email's count:
+        the failures of others stay counted against untrusted clients."""
         await self._counters.give_back(
-            reservation.attempt, [reservation.address_key], forget=[reservation.email_key]
+            reservation.attempt, list(reservation.give_back), forget=list(reservation.forget)
         )

@@ -96,6 +96,12 @@ def check(values: Values, *, production: bool, signing: bool = True) -> None:
         lambda v: 8 <= v <= 1024,
         "must be 8..1024 (NIST SP 800-63B: at least 8)",
     )
+    require(
+        "login",
+        "ipv6_prefix",
+        lambda v: 32 <= v <= 128,
+        "must be 32..128 (64: one subscriber's network; 128: each address on its own)",
+    )
     for section, key in (
         ("server", "processes"),
         ("server", "max_connections"),

@@ -114,6 +114,8 @@ class LoginConfig:
 
     max_failures: int = 5
     window: int = 900
+    #: IPv6 clients are counted (and their connections capped) per network of this length.
+    ipv6_prefix: int = 64
 
 
 @dataclass(frozen=True, slots=True)

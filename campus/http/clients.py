@@ -58,9 +58,17 @@ def _is_port(text: str) -> bool:
     return _PORT.fullmatch(text) is not None and 0 < int(text[1:]) < 65536
 
 
-def client_key(address: str) -> str:
-    """What counts as one client for per-client limits (connections, logins): its address.
+def client_key(address: str, ipv6_prefix: int = 64) -> str:
+    """What counts as one client for per-client limits (connections, logins).
 
-    The one place that says so: every per-client count keys on what this returns.
+    An IPv4 address is one client; an IPv6 one is its ``/ipv6_prefix`` network (``[login]
+    ipv6_prefix``), as a subscriber gets a whole /64 and can rotate through it at will. The
+    one place that says so: every per-client count keys on what this returns.
     """
-    return address
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address (a Unix socket peer): itself
+    if isinstance(ip, ipaddress.IPv4Address) or ipv6_prefix >= 128:
+        return str(ip)
+    return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))

@@ -95,8 +95,12 @@ class BoundedServer(HTTPServer):
     """Tornado's HTTPServer with the bounds described in this module's docstring."""
 
     def initialize(  # type: ignore[override]
-        self, request_callback: httputil.HTTPServerConnectionDelegate, limits: ServerConfig
+        self,
+        request_callback: httputil.HTTPServerConnectionDelegate,
+        limits: ServerConfig,
+        ipv6_prefix: int = 64,
     ) -> None:
+        """*ipv6_prefix*: ``[login] ipv6_prefix``, the network an IPv6 client is counted by."""
         super().initialize(
             request_callback,
             idle_connection_timeout=limits.idle_timeout,
@@ -105,6 +109,7 @@ class BoundedServer(HTTPServer):
             max_header_size=HARD_HEADER_SIZE,
         )
         self.limits = limits
+        self.ipv6_prefix = ipv6_prefix
         # Behind a trusted proxy the proxy is the only peer, and it bounds its own clients.
         self.per_client_cap = None if limits.trust_proxy else limits.max_connections_per_client
         self.max_connections = connection_cap(limits.max_connections)
@@ -154,7 +159,7 @@ class BoundedServer(HTTPServer):
         return len(self.live) - len(self.waiting)
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        client = client_key(str(address[0]) if address else "")
+        client = client_key(str(address[0]) if address else "", self.ipv6_prefix)
         per_client = self.per_client_cap
         if per_client is not None and self.per_client.get(client, 0) >= per_client:
             log.warning("refusing connections from %s: %d open, its most", client, per_client)

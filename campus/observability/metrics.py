@@ -6,8 +6,9 @@ bounded (routes by their pattern, methods from a fixed list, store operations by
 - Requests: ``campus_http_requests_total{route,method,status}``, the latency histogram
   ``campus_http_request_duration_seconds{route}`` (buckets from 0.5 ms to 2 s) and
   ``campus_http_requests_in_flight``, counted by the application's ``log_function``.
-- Logins: ``campus_logins_total{outcome}``: success, denied, throttled, bad_request,
-  refused (another origin), error (5xx).
+- Logins: ``campus_logins_total{outcome}``: success, denied, throttled, busy (every place
+  for a password check taken), abandoned (the client left before its check ran),
+  bad_request, refused (another origin), error (5xx).
 - Store: every call through :class:`TimedStore` feeds
   ``campus_store_operation_duration_seconds{operation,store}``; a ``StoreUnavailable`` adds
   to ``campus_store_failures_total{operation,store}``.
@@ -55,7 +56,16 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 #: Store latency, seconds: a Redis round trip is ~0.2 ms, its timeout 1 s.
 STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-LOGIN_OUTCOMES = ("success", "denied", "throttled", "bad_request", "refused", "error")
+LOGIN_OUTCOMES = (
+    "success",
+    "denied",
+    "throttled",
+    "busy",
+    "abandoned",
+    "bad_request",
+    "refused",
+    "error",
+)
 DESTROY_CAUSES = ("regenerate", "logout", "expiry", "user", "revoke", "removed")
 # Device-bound sessions: every label value there is, so the series exist from the start.
 BINDING_ENDPOINTS = ("registration", "refresh")

@@ -152,7 +152,7 @@ async def _serve(
     warm_up_agents()  # before listening: the parser's first use holds the GIL ~0.3-0.8 s
     users = follow_users_file(services)  # every process (each worker) follows the file
     users.start()
-    server = BoundedServer(make_app(services), config.server)
+    server = BoundedServer(make_app(services), config.server, config.login.ipv6_prefix)
     if sockets is None:
         sockets = bind_sockets(config.server.port, config.server.host)
     port = sockets[0].getsockname()[1]  # before add_sockets, which re-wraps them

@@ -173,14 +173,16 @@ def follow_users_file(services: Services) -> UsersFileFollower:
 def build_services(config: Config, *, clock: Clock = time.time) -> Services:
     """Everything handlers need. Raises UsersError for a users file this process refuses."""
     # Argon2 releases the GIL: one thread per core keeps logins off the event loop.
+    workers = os.cpu_count() or 2
     executor = ThreadPoolExecutor(
-        max_workers=os.cpu_count() or 2,
+        max_workers=workers,
         thread_name_prefix="argon2",
         initializer=_yield_to_the_event_loop,
     )
     users = UserDirectory.load(
         config.users.file,
         executor=executor,
+        workers=workers,
         hasher=password_hasher(config.users.argon2),
         # Production: no file is a mistake, and so is the published demo account, at
         # startup and in any version of the file loaded later.

@@ -103,7 +103,7 @@ export function login(context, { flash, params }) {
 
   function showError(answer) {
     const lines = [h("p", { class: "alert__title" }, answer.message)];
-    if (answer.status === 429 && answer.retryAfter) {
+    if ((answer.status === 429 || answer.status === 503) && answer.retryAfter) {
       lines.push(h("p", {}, `You can try again in ${duration(answer.retryAfter)}.`));
     }
     replaceChildren(errorRegion, h("div", { class: "alert" }, lines));
@@ -203,7 +203,12 @@ export function account(context, { flash }) {
       "section",
       { class: "card", "aria-labelledby": "security-title" },
       h("h2", { id: "security-title" }, "Sign out"),
-      h("p", {}, "Signing out ends your session on the server; this browser keeps nothing."),
+      h(
+        "p",
+        {},
+        "Signing out ends your session on the server. This browser keeps only a note that " +
+          "you signed in with it, so that others' failed attempts never lock it out.",
+      ),
       h("p", {}, h("a", { href: "/account/sessions" }, "See where you are signed in"), "."),
       h(
         "button",
@@ -280,6 +285,7 @@ function greeting() {
 }
 
 function duration(seconds) {
+  if (seconds === 1) return "1 second";
   if (seconds < 90) return `${seconds} seconds`;
   return `${Math.ceil(seconds / 60)} minutes`;
 }

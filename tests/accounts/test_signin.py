@@ -42,3 +42,12 @@ def test_no_agent_or_junk_is_an_unknown_browser() -> None:
 def test_a_huge_agent_is_cut_before_parsing() -> None:
     padded = FIREFOX + " " + "a" * (10 * MAX_AGENT)
     assert describe_agent(padded) == "Firefox 133 on Windows"
+
+
+def test_only_known_names_are_shown_never_words_the_client_chose() -> None:
+    hacked = "Mozilla/5.0 (compatible; Your account was hacked call 555-0100 Bot/1.0)"
+    on_windows = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; compatible; Scam 555-0100 Bot/1.0)"
+    for agent in ("MyBot/1", "curl/8.5.0", hacked):
+        assert describe_agent(agent) == "Unknown browser", agent
+    assert describe_agent(on_windows) == "Unknown browser on Windows"
+    assert describe_agent("Mozilla/5.0 (X11; SomeOS 555-0100) Firefox/133.0") == "Firefox 133"

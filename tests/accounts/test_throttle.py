@@ -101,6 +101,16 @@ async def test_too_many_failures_from_one_address_is_429(fetch: Fetch) -> None:
     assert (await login(fetch, ANN, PASSWORD, "192.0.2.1, 192.0.2.2")).code == 200
 
 
+async def test_an_ipv6_client_is_counted_by_its_64(fetch: Fetch) -> None:
+    """Rotating addresses inside one /64 (one subscriber's network) gains nothing."""
+    codes = [
+        (await login(fetch, f"guess{i}@campus.test", "x", f"2001:db8:7:7::{i:x}")).code
+        for i in range(LIMIT + 3)
+    ]
+    assert codes == [403] * LIMIT + [429] * 3
+    assert (await login(fetch, ANN, PASSWORD, "2001:db8:7:8::1")).code == 200  # the next /64
+
+
 async def test_the_window_slides(fetch: Fetch, clock: ContractClock) -> None:
     await fail(fetch, ANN, 1)
     clock.advance(100)

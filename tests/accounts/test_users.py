@@ -60,7 +60,7 @@ class RecordingExecutor(concurrent.futures.ThreadPoolExecutor):
             self.threads.append(threading.get_ident())
             return fn(*args, **kwargs)
 
-        self.calls.append(args)
+        self.calls.append(args[:2])  # a check's hash and password (not its "gone" test)
         return super().submit(run)
 
 

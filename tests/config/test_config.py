@@ -364,6 +364,8 @@ def test_production_without_any_file_is_still_production() -> None:
         ({"CAMPUS_SESSION_DOMAIN": "a.example; x"}, "CAMPUS_SESSION_DOMAIN:", "host name"),
         ({"CAMPUS_SERVER_ALLOWED_ORIGINS": "https://a.example/"}, "CAMPUS_SERVER_", "scheme://"),
         ({"CAMPUS_USERS_FILE": ""}, "CAMPUS_USERS_FILE:", "empty"),
+        ({"CAMPUS_LOGIN_IPV6_PREFIX": "0"}, "CAMPUS_LOGIN_IPV6_PREFIX:", "32..128"),
+        ({"CAMPUS_LOGIN_IPV6_PREFIX": "129"}, "CAMPUS_LOGIN_IPV6_PREFIX:", "32..128"),
         ({"CAMPUS_SESSION_SECRET": ""}, "CAMPUS_SESSION_SECRET:", "at least one secret"),
     ],
 )

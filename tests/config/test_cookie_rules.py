@@ -104,8 +104,12 @@ def test_a_host_prefixed_secure_cookie_works(users_file: Path) -> None:
     try:
         status, cookies, _ = call(server.port, "POST", "/login", ANN)
         assert status == 200
-        (cookie,) = cookies
-        assert cookie.startswith("__Host-sid=")
+        device, cookie = sorted(cookies)  # "__Host-sid.device=..." sorts first
+        assert cookie.startswith("__Host-sid=") and device.startswith("__Host-sid.device=")
+        device_attrs = attributes(device)  # a valid __Host- cookie too
+        assert device_attrs["path"] == "/" and "domain" not in device_attrs
+        assert {"secure", "httponly"} <= set(device_attrs)
+        assert device_attrs["samesite"] == "Strict"
         attrs = attributes(cookie)
         assert attrs["path"] == "/" and "domain" not in attrs
         assert {"secure", "httponly"} <= set(attrs) and attrs["samesite"] == "None"
@@ -137,8 +141,9 @@ class TestSecureBehindAProxy:
         response = await http_client.fetch(
             base_url + "/login", method="POST", body=json.dumps(ANN), headers=headers
         )
-        (cookie,) = response.headers.get_list("Set-Cookie")
+        device, cookie = sorted(response.headers.get_list("Set-Cookie"))  # .device first
         assert ("secure" in attributes(cookie)) is secure
+        assert ("secure" in attributes(device)) is secure  # the device cookie follows it
         jar = {**headers, "Cookie": cookie.split(";", 1)[0]}
         logout = await http_client.fetch(base_url + "/logout", headers=jar)
         (cleared,) = logout.headers.get_list("Set-Cookie")

@@ -15,7 +15,7 @@ import pytest
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from campus.config import Config, LoginConfig
-from campus.http.clients import client_address, ip_address
+from campus.http.clients import client_address, client_key, ip_address
 from tests.support.logs import access_lines
 
 ADDRESS = "198.51.100.7"
@@ -120,3 +120,19 @@ async def test_junk_hops_count_against_the_peer(http_client: Any, base_url: str)
         assert await login(http_client, base_url, f"junk{number}@campus.test", hop) == 403
     assert await login(http_client, base_url, "junk9@campus.test", None) == 429  # the peer
     assert await login(http_client, base_url, "junk9@campus.test", ADDRESS) == 403  # not it
+
+
+@pytest.mark.parametrize(
+    "address, prefix, key",
+    [
+        (ADDRESS, 64, ADDRESS),  # IPv4: the address itself
+        ("2001:db8:1:2:aaaa::1", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64"),  # one subscriber
+        ("2001:db8:1:3::1", 64, "2001:db8:1:3::/64"),  # the next subscriber
+        ("2001:db8:1:2:aaaa::1", 56, "2001:db8:1::/56"),
+        ("2001:db8:1:2:aaaa::1", 128, "2001:db8:1:2:aaaa::1"),  # each address on its own
+        ("", 64, ""),  # no peer address (a Unix socket): itself
+    ],
+)
+def test_ipv6_clients_are_keyed_by_their_prefix(address: str, prefix: int, key: str) -> None:
+    assert client_key(address, prefix) == key

@@ -216,7 +216,7 @@ def test_sign_in_on_another_port_both_processes_serve_it_then_sign_out(
 
     out = curl("POST", "/logout", headers=[*origin, ("Cookie", cookie)])
     assert (out.status, out.json()) == (200, {})
-    assert out.header("Clear-Site-Data") == '"cookies"'
+    assert out.header("Clear-Site-Data") == '"cache", "storage"'
     expired = out.cookie()
     assert expired is not None and expired.split(";", 1)[0] in {"campus.sid=", 'campus.sid=""'}
     marker = f"gone-{uuid.uuid4().hex}"
@@ -294,6 +294,32 @@ def test_the_client_address_comes_from_nginx_never_from_the_client(
     log = stack.campus_log()
     assert any(address in line and "/login" in line for line in log.splitlines()), log
     assert "198.51.100." not in log and "203.0.113." not in log
+
+
+def test_the_request_id_is_nginx_s_never_the_client_s(stack: Stack, curl: Curl) -> None:
+    """The client's X-Request-ID (valid by campus's own rule) is replaced by $request_id."""
+    chosen = f"chosen-by-client-{uuid.uuid4().hex[:8]}"
+    reply = curl("GET", "/api/me", headers=[("X-Request-ID", chosen)])
+    assert reply.status == 401
+    assert re.fullmatch(r"[0-9a-f]{32}", reply.header("X-Request-ID") or ""), reply.headers
+    assert chosen not in stack.campus_log()
+
+
+def test_one_address_posting_logins_is_rate_limited_by_nginx(stack: Stack, version: str) -> None:
+    """Past the burst, POST /login is 429 from nginx, with JSON and Retry-After; campus never
+    sees those. The bodies are bad (400 from campus): no campus throttle counts them."""
+    client = stack.curl(version, {"2": "127.0.0.11", "1.1": "127.0.0.12"}[version])
+    origin = ("Origin", stack.site.origin)
+    replies = [client("POST", "/login", headers=[origin], body=b"{}") for _ in range(30)]
+    codes = [reply.status for reply in replies]
+    assert codes[:20] == [400] * 20, codes  # the burst
+    limited = [reply for reply in replies if reply.status == 429]
+    assert len(limited) >= 5, codes
+    assert json.loads(limited[0].body) == {"errorMessage": "Too many sign-ins, try again shortly"}
+    assert limited[0].header("Retry-After") == "1"
+    assert limited[0].header("Content-Type") == "application/json"
+    # GET /login (the sign-in page) is never limited, from that address too.
+    assert client("GET", "/login").status == 200
 
 
 def test_cookies_split_by_http2_reach_campus(stack: Stack) -> None:

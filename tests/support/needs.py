@@ -48,6 +48,7 @@ SLOW = {
     "test_eventloop.py",
     "test_examples.py",
     "test_fuzz.py",
+    "test_ipv6_prefix.py",
     "test_login_cost.py",
     "test_logs.py",
     "test_openapi.py",

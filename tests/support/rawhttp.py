@@ -32,6 +32,12 @@ class Response:
         head = self.raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
         return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head)}
 
+    def header_list(self, name: str) -> list[str]:
+        """Every value of header *name* (``headers`` keeps the last): Set-Cookie, for one."""
+        head = self.raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
+        lines = (line.partition(":") for line in head)
+        return [v.strip() for k, _, v in lines if k.strip().lower() == name.lower()]
+
     @property
     def body(self) -> bytes:
         return self.raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in self.raw else b""

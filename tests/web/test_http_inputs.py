@@ -625,7 +625,7 @@ async def test_logout_expires_the_cookie_with_the_same_attributes(
     response = await fetch("/logout", headers={"Cookie": f"campus.sid={cookie}"})
     assert json_of(response) == {}
     assert response.headers.get("Cache-Control") == "no-store"
-    assert response.headers.get("Clear-Site-Data") == '"cookies"'
+    assert response.headers.get("Clear-Site-Data") == '"cache", "storage"'
     (clear_header,) = set_cookie_headers(response)
     assert session_cookie(response) == ""
     set_attributes = cookie_attributes(set_header)

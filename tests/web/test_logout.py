@@ -36,7 +36,7 @@ async def test_get_logout_from_our_own_pages_and_from_scripts_works(
         headers["Sec-Fetch-Site"] = site
     response = await fetch("/logout", headers=headers)
     assert json_of(response) == {}
-    assert response.headers.get("Clear-Site-Data") == '"cookies"'
+    assert response.headers.get("Clear-Site-Data") == '"cache", "storage"'
     assert session_cookie(response) == ""
     assert error_of(await me(fetch, cookie), 401) == "Not logged in"
 
@@ -52,7 +52,7 @@ async def test_post_logout_is_guarded_by_origin_not_sec_fetch_site(fetch: Fetch)
     own = {"Cookie": f"campus.sid={cookie}", "Sec-Fetch-Site": "same-origin"}
     response = await fetch("/logout", method="POST", body=b"", headers=own)
     assert json_of(response) == {}
-    assert response.headers.get("Clear-Site-Data") == '"cookies"'
+    assert response.headers.get("Clear-Site-Data") == '"cache", "storage"'
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -67,4 +67,4 @@ async def test_clear_site_data_only_when_the_session_cookie_came(fetch: Fetch, m
     for value in ("garbage", ""):
         headers = {"Cookie": f"other=1; campus.sid={value}"}
         response = await fetch("/logout", method=method, body=body, headers=headers)
-        assert response.headers.get("Clear-Site-Data") == '"cookies"', value
+        assert response.headers.get("Clear-Site-Data") == '"cache", "storage"', value

@@ -102,7 +102,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, users_file: Path) -> Iterator
         body = json.dumps({"email": "ann@campus.test", "password": PASSWORD}).encode()
         response = exchange(thread.port, build("POST", "/login", body=body))
         assert response.status == 200, response.raw
-        cookie = response.headers["set-cookie"].split(";", 1)[0].split("=", 1)[1]
+        (session,) = [c for c in response.header_list("Set-Cookie") if c.startswith("campus.sid=")]
+        cookie = session.split(";", 1)[0].split("=", 1)[1]
         yield Live(thread.port, root, services, served, cookie)
 
 

@@ -210,7 +210,7 @@ async def test_ending_the_current_session_is_a_logout(browsers: Any) -> None:
     assert "expires=Thu, 01 Jan 1970" in set_cookie
     for attribute in ("HttpOnly", "Path=/", "SameSite=Lax"):
         assert attribute in set_cookie
-    assert response.headers["Clear-Site-Data"] == '"cookies"'  # as at /logout
+    assert response.headers["Clear-Site-Data"] == '"cache", "storage"'  # as at /logout
     laptop.cookie = old_cookie
     assert await laptop.me() == 401  # gone from the store, not only from the browser
     assert await phone.me() == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -10,14 +11,19 @@ from typing import Any
 from tornado.ioloop import IOLoop
 from tornado.web import stream_request_body
 
+from campus.accounts.emails import normalize_email
+from campus.accounts.gate import CheckAbandoned, ChecksBusy
 from campus.accounts.signin import SIGN_IN, sign_in_record
 from campus.accounts.throttle import LoginThrottle, Throttled
 from campus.accounts.users import MAX_EMAIL, MAX_PASSWORD, User
+from campus.http.clients import client_key
 from campus.http.exchange import declared_over
 from campus.observability.metrics import count_sessions_destroyed
 from campus.session import SessionMixin, StoreUnavailable
 from campus.session.cookie import cookie_from_headers
+from campus.session.manager import CookieUpdate
 from campus.web.binding import policy as device_binding
+from campus.web.devices import LIFETIME, DeviceCookies
 from campus.web.express import express_email
 from campus.web.handlers.base import ApiError, BaseHandler
 from campus.web.services import USER, session_user, signed_in_at
@@ -134,7 +140,8 @@ class SessionHandler(SessionMixin, BaseHandler):
         if self._carried_session_cookie():
             # Only then: otherwise any page could wipe every cookie of the site with an
             # <img src=/logout> that carries none (SameSite keeps it off cross-site requests).
-            self.set_header("Clear-Site-Data", '"cookies"')
+            # Not "cookies": the device cookie must survive logout (campus.web.devices).
+            self.set_header("Clear-Site-Data", '"cache", "storage"')
 
     def _carried_session_cookie(self) -> bool:
         cookies = self.request.headers.get_list("Cookie")
@@ -149,6 +156,8 @@ class LoginHandler(SessionHandler):
     _body: bytearray
     _too_large = False
     _foreign = False  # refused as another origin's POST: no password was checked
+    _outcome = ""  # what the status alone does not say: "busy", "abandoned"
+    _device_cookie: tuple[str, str] | None = None  # set with the session cookie
 
     def check_xsrf_cookie(self) -> None:
         try:
@@ -161,7 +170,8 @@ class LoginHandler(SessionHandler):
         """Count this answer in ``campus_logins_total`` by its outcome."""
         metrics = self.services.metrics
         if metrics is not None and self.request.method == "POST":
-            metrics.logins.labels(login_outcome(self.get_status(), foreign=self._foreign)).inc()
+            outcome = self._outcome or login_outcome(self.get_status(), foreign=self._foreign)
+            metrics.logins.labels(outcome).inc()
 
     async def prepare(self) -> None:
         self._body = bytearray()
@@ -175,25 +185,63 @@ class LoginHandler(SessionHandler):
         else:
             self._body += chunk
 
+    def initialize(self) -> None:
+        # Before prepare(): the connection may close while the headers are still processed.
+        self._gone = threading.Event()  # set on the event loop, read by the hashing worker
+
+    def on_connection_close(self) -> None:
+        """The client went away: a password check of its that has not started never will."""
+        self._gone.set()
+        super().on_connection_close()
+
     async def post(self) -> None:
         if self._too_large:
             raise ApiError(413, "Request body too large")
         email, password = _credentials(bytes(self._body))
-        address = self.client_address()
-        user = await self._authenticate(email, password, address)
+        devices = DeviceCookies(self.session_manager)
+        key = normalize_email(email)
+        device = devices.device(self.request.headers.get_list("Cookie"), key)
+        user = await self._authenticate(email, password, device)
         if user is None:
             raise ApiError(403, "Permission denied!")
         await self.start_session(user)
+        self._device_cookie = (devices.name, devices.issue(user.key))
         self.write({"user": user.public})
 
-    async def _authenticate(self, email: str, password: str, address: str) -> User | None:
-        """The password check under the throttle: 429 while throttled, right password or not."""
-        throttle = LoginThrottle(self.services.sessions.store, self.services.config.login)
+    def _set_session_cookie(self, update: CookieUpdate | None) -> None:
+        """The device cookie goes right after the session's: a client that reads only the
+        first ``Set-Cookie`` (many scripts) still gets the session."""
+        super()._set_session_cookie(update)
+        if self._device_cookie is not None and update is not None and update.value is not None:
+            name, value = self._device_cookie
+            attributes = self.session_manager.cookie.attributes(https=self.is_https())
+            attributes.update(httponly=True, samesite="Strict")
+            self.set_cookie(name, value, max_age=LIFETIME, **attributes)
+            self._device_cookie = None
+
+    async def _authenticate(self, email: str, password: str, device: str | None) -> User | None:
+        """The password check, counted by the throttle, then admitted by the gate: 429 while
+        throttled (right password or not); 503 when every place for a check is taken (the
+        attempt is given back: nothing was checked)."""
+        users = self.services.users
+        config = self.services.config.login
+        throttle = LoginThrottle(self.services.sessions.store, config)
+        client = client_key(self.client_address(), config.ipv6_prefix)  # IPv6: its /64
         try:
-            reservation = await throttle.reserve(email, address)
-            user = await self.services.users.authenticate(email, password)
+            reservation = await throttle.reserve(email, client, device)
+            try:
+                with users.gate.admit(trusted=device is not None):
+                    user = await users.authenticate(email, password, gone=self._gone.is_set)
+            except ChecksBusy as exc:
+                await throttle.cancel(reservation)  # not a failure: nothing was checked
+                self._outcome = "busy"
+                retry_after = {"Retry-After": str(exc.retry_after)}
+                raise ApiError(503, "Too many sign-ins, try again shortly", **retry_after) from None
             if user is not None:
                 await throttle.succeeded(reservation)
+        except CheckAbandoned:
+            self._outcome = "abandoned"  # nobody is there to read the answer: logged as
+            raise ApiError(499, "The client went away") from None  # nginx logs it, not a 5xx
         except Throttled as exc:
             retry_after = {"Retry-After": str(exc.retry_after)}
             raise ApiError(429, "Too many failed logins. Try again later.", **retry_after) from None
