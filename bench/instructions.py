@@ -71,8 +71,6 @@ def count(bench: Bench, spec: Spec, requests: int, warmup: int) -> float:
         if spec.name.endswith("-nolog"):  # python -m campus -> python without_access_log.py
             at = command.index("-m")
             command[at : at + 2] = [str(BENCH / "without_access_log.py")]
-        if spec.name.endswith("-uvloop") and not bench.uvloop:  # python with_uvloop.py bare.py
-            command[1:1] = [str(BENCH / "with_uvloop.py")]
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         valgrind += [f"--callgrind-out-file={out}", "--trace-children=no"]
         process = subprocess.Popen(
