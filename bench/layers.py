@@ -41,7 +41,7 @@ LAYERS = (
 )
 
 
-def remove(layer: str) -> None:  # noqa: C901 - one branch per layer is the point
+def remove(layer: str) -> None:
     if layer == "access-log":
         os.environ["CAMPUS_LOG_ACCESS"] = "false"
     elif layer == "metrics":
@@ -106,8 +106,11 @@ def _user_once(layer: str) -> None:
     found: list[Any] = []
 
     async def session_user(self: SessionHandler) -> Any:
-        if not found:
-            found.append(await lookup(self))
+        if not found:  # the first signed-in request finds the user for real
+            user = await lookup(self)
+            if user is None:
+                return None
+            found.append(user)
         return found[0]
 
     SessionHandler.session_user = session_user  # type: ignore[method-assign]

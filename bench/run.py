@@ -108,44 +108,44 @@ def goals(per_core: dict[str, dict[str, Any]], costs: dict[str, float]) -> list[
             }
         )
 
-    at_least("campus-redis", "express-redis", 1.10)
-    at_least("campus-redis", "bare", 0.80)
-    at_least("campus-memory", "bare", 0.90)
-    ours = per_core.get("campus-redis", {}).get("p99_ms")
-    theirs = per_core.get("express-redis", {}).get("p99_ms")
-    met = ours is not None and theirs is not None and ours <= theirs
-    gap = "" if met or ours is None or theirs is None else f"{ours - theirs:.1f} ms over"
-    results.append(
-        {
-            "goal": "campus-redis p99 <= express-redis p99",
-            "value": ours,
-            "target": theirs,
-            "met": met,
-            "gap": gap,
-            "unit": "ms",
-            "per_round": [
-                a - b
-                for a, b in zip(
-                    column("campus-redis", "p99_ms"),
-                    column("express-redis", "p99_ms"),
-                    strict=False,
-                )
-            ],
-        }
-    )
-    counted = per_core.get("campus-redis", {}).get("store_commands_per_request")
-    sent = costs.get("GET /api/me")
-    met = sent == 1 and counted == 1
-    results.append(
-        {
-            "goal": "1 Redis command per read-only request",
-            "value": counted,
-            "target": 1,
-            "met": met,
-            "gap": "" if met else f"{counted} per request, {sent} sent per /api/me",
-            "unit": "",
-        }
-    )
+    for suffix in ("-prod", ""):  # production as shipped first, then development
+        redis_, memory_ = "campus-redis" + suffix, "campus-memory" + suffix
+        at_least(redis_, "express-redis", 1.10)
+        at_least(redis_, "bare", 0.80)
+        at_least(memory_, "bare", 0.90)
+        ours = per_core.get(redis_, {}).get("p99_ms")
+        theirs = per_core.get("express-redis", {}).get("p99_ms")
+        met = ours is not None and theirs is not None and ours <= theirs
+        gap = "" if met or ours is None or theirs is None else f"{ours - theirs:.1f} ms over"
+        results.append(
+            {
+                "goal": f"{redis_} p99 <= express-redis p99",
+                "value": ours,
+                "target": theirs,
+                "met": met,
+                "gap": gap,
+                "unit": "ms",
+                "per_round": [
+                    a - b
+                    for a, b in zip(
+                        column(redis_, "p99_ms"), column("express-redis", "p99_ms"), strict=False
+                    )
+                ],
+            }
+        )
+        counted = per_core.get(redis_, {}).get("store_commands_per_request")
+        sent = costs.get("GET /api/me")
+        met = sent == 1 and counted == 1
+        results.append(
+            {
+                "goal": f"1 Redis command per read-only request ({redis_})",
+                "value": counted,
+                "target": 1,
+                "met": met,
+                "gap": "" if met else f"{counted} per request, {sent} sent per /api/me",
+                "unit": "",
+            }
+        )
     return results
 
 
@@ -397,10 +397,17 @@ def print_report(report: dict[str, Any]) -> None:
     costs = report["campus_redis_commands_per_route"]
     print("campus Redis commands per route: " + ", ".join(f"{k} {v:.2f}" for k, v in costs.items()))
     for goal in report["goals"]:
-        value = goal["value"]
-        shown = "-" if value is None else f"{value:.2f}"
+        value, target = goal["value"], goal["target"]
+        if value is None or target is None:  # a target of the goal was not run (--only)
+            print(f"  {goal['goal']}: not measured in this run")
+            continue
         verdict = "met" if goal["met"] else f"MISSED ({goal['gap']})"
-        print(f"  {goal['goal']}: {shown} (target {goal['target']:.2f}) {verdict}")
+        rounds = ", ".join(f"{r:.2f}" for r in goal.get("per_round", []))
+        print(
+            f"  {goal['goal']}: {value:.2f} (target {target:.2f}) {verdict}"
+            + (f"; per round {rounds}" if rounds else "")
+            + (f"; by CPU µs {goal['by_cpu']:.2f}" if goal.get("by_cpu") else "")
+        )
     if "scale" in report:
         print(scale_table(report["scale"]))
     if "stall" in report:

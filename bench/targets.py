@@ -78,14 +78,18 @@ PER_CORE = [
     Spec("bare", "bare"),
     Spec("campus-memory", "campus", "memory"),
     Spec("campus-redis", "campus", "redis"),
+    Spec("campus-memory-prod", "campus", "memory", env="production"),
+    Spec("campus-redis-prod", "campus", "redis", env="production"),
     Spec("express-memory", "express", "memory"),
     Spec("express-redis", "express", "redis"),
     Spec("aiohttp-redis", "aiohttp", "redis"),
 ]
 DESCRIPTIONS = {
     "bare": "bare Tornado, no session, no logging (the ceiling)",
-    "campus-memory": "campus as shipped, memory store, access log on",
-    "campus-redis": "campus as shipped, Redis store, access log on",
+    "campus-memory": "campus in development, memory store, access log on",
+    "campus-redis": "campus in development, Redis store set, access log on",
+    "campus-memory-prod": "campus in production (its defaults), memory store set",
+    "campus-redis-prod": "campus in production as shipped (Redis), access log on",
     "express-memory": "tests/express: express-session, its MemoryStore",
     "express-redis": "tests/express: express-session + connect-redis",
     "aiohttp-redis": "aiohttp + aiohttp-session RedisStorage (redis-py)",
@@ -169,8 +173,10 @@ class Bench:
             env |= {"PYTHONPATH": str(ROOT), "CAMPUS_ENV": "production"}
             env["CAMPUS_USERS_FILE"] = str(path)
             result = subprocess.run(
-                [sys.executable, "-m", "campus", "users", "add", PRODUCTION_USER["email"]]
-                + ["--name", "Bench Student", "--role", "student", "--password-stdin"],
+                [
+                    *(sys.executable, "-m", "campus", "users", "add", PRODUCTION_USER["email"]),
+                    *("--name", "Bench Student", "--role", "student", "--password-stdin"),
+                ],
                 input=PRODUCTION_USER["password"] + "\n",
                 capture_output=True,
                 text=True,
