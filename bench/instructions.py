@@ -42,6 +42,7 @@ TARGETS = {
         Spec("bare-uvloop", "bare"),
         Spec("campus-memory", "campus", "memory"),
         Spec("campus-redis", "campus", "redis"),
+        Spec("campus-redis-prod", "campus", "redis", env="production"),
         Spec("aiohttp-redis", "aiohttp", "redis"),
     )
 }
@@ -122,7 +123,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument(
         "--only",
-        help=f"comma-separated, of: {', '.join(TARGETS | VARIANTS)} (default: the first 5)",
+        help=f"comma-separated, of: {', '.join(TARGETS | VARIANTS)} (default: all but -nolog)",
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--uvloop", action="store_true", help="the Tornado servers on uvloop")

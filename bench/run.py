@@ -215,7 +215,7 @@ def scale_table(scale: dict[str, Any]) -> str:
             f"{ratio(row['rps'], one) or 0:>11.2f}"
         )
     if not scale["campus_processes"]["supported"]:
-        lines.append(f"campus at 2 processes: {scale['campus_processes']['note']}")
+        lines.append(f"campus at one process per CPU: {scale['campus_processes']['note']}")
     return "\n".join(lines)
 
 
@@ -233,6 +233,11 @@ def main() -> int:
     parser.add_argument("--no-extras", action="store_true", help="skip stall, memory, profile")
     parser.add_argument("--uvloop", action="store_true", help="run the Tornado servers on uvloop")
     parser.add_argument("--json", type=Path, help="results file (default bench/results.json)")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="another checkout of campus (e.g. main's): its production targets run too",
+    )
     args = parser.parse_args()
     quick = args.quick
     settings = Settings(
@@ -253,6 +258,12 @@ def main() -> int:
         if unknown:
             parser.error(f"unknown target(s): {', '.join(unknown)}")
         specs = [s for s in PER_CORE if s.name in names or s.name == "bare"]
+    if args.base:  # before and after in one run: the other checkout, in production
+        checkout = str(args.base.resolve())
+        specs = specs + [
+            Spec(f"{name}-base", "campus", store, env="production", checkout=checkout)
+            for name, store in (("campus-memory-prod", "memory"), ("campus-redis-prod", "redis"))
+        ]
     try:
         require_tools("wrk", "taskset", "redis-server", "node")
         if args.uvloop and importlib.util.find_spec("uvloop") is None:
@@ -375,18 +386,20 @@ def memory_in_own_process(sessions: int) -> dict[str, Any]:
 
 
 def scale(bench: Bench, settings: Settings) -> dict[str, Any]:
-    supported, note = bench.campus_processes(2)
-    specs = [Spec("campus-redis-x1", "campus", "redis", 1)]
-    if supported:
-        specs.append(Spec("campus-redis-x2", "campus", "redis", 2))
-    specs += [
-        Spec("express-redis-x1", "express", "redis", 1),
-        Spec("express-redis-x2", "express", "redis", 2),
-    ]
+    """The whole machine as shipped: campus in production and the Express app, each at one
+    process and at one per CPU (campus's `[server] processes`, node's cluster module)."""
+    cpus = os.cpu_count() or 1
+    supported, note = bench.campus_processes(cpus)
+    specs = [Spec("campus-redis-prod-x1", "campus", "redis", 1, env="production")]
+    if supported and cpus > 1:
+        specs.append(Spec(f"campus-redis-prod-x{cpus}", "campus", "redis", cpus, env="production"))
+    specs.append(Spec("express-redis-x1", "express", "redis", 1))
+    if cpus > 1:
+        specs.append(Spec(f"express-redis-x{cpus}", "express", "redis", cpus))
     targets = interleaved(bench, specs, settings, pinned=False, label="scale")
     return {
-        "campus_processes": {"supported": supported, "note": note},
-        "pinning": "none: servers, wrk and redis-server share both CPUs",
+        "campus_processes": {"supported": supported, "note": note, "count": cpus},
+        "pinning": "none: servers, wrk and redis-server share every CPU",
         "targets": {t.spec.name: t.summary() for t in targets},
     }
 

@@ -90,6 +90,8 @@ DESCRIPTIONS = {
     "campus-redis": "campus in development, Redis store set, access log on",
     "campus-memory-prod": "campus in production (its defaults), memory store set",
     "campus-redis-prod": "campus in production as shipped (Redis), access log on",
+    "campus-memory-prod-base": "the same, from the checkout given with --base (before)",
+    "campus-redis-prod-base": "the same, from the checkout given with --base (before)",
     "express-memory": "tests/express: express-session, its MemoryStore",
     "express-redis": "tests/express: express-session + connect-redis",
     "aiohttp-redis": "aiohttp + aiohttp-session RedisStorage (redis-py)",
@@ -323,7 +325,7 @@ class Bench:
 
     def campus_processes(self, count: int) -> tuple[bool, str]:
         """Does campus run *count* processes on one port with ``[server] processes``?"""
-        spec = Spec(f"campus-redis-x{count}-probe", "campus", "redis", count)
+        spec = Spec(f"campus-redis-x{count}-probe", "campus", "redis", count, env="production")
         try:
             process, port, _ = self.start(spec, pinned=False, wait_all=False)
         except BenchError as exc:
