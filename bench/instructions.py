@@ -42,6 +42,7 @@ TARGETS = {
         Spec("bare-uvloop", "bare"),
         Spec("campus-memory", "campus", "memory"),
         Spec("campus-redis", "campus", "redis"),
+        Spec("campus-redis-prod", "campus", "redis", env="production"),
         Spec("aiohttp-redis", "aiohttp", "redis"),
     )
 }
@@ -71,8 +72,6 @@ def count(bench: Bench, spec: Spec, requests: int, warmup: int) -> float:
         if spec.name.endswith("-nolog"):  # python -m campus -> python without_access_log.py
             at = command.index("-m")
             command[at : at + 2] = [str(BENCH / "without_access_log.py")]
-        if spec.name.endswith("-uvloop") and not bench.uvloop:  # python with_uvloop.py bare.py
-            command[1:1] = [str(BENCH / "with_uvloop.py")]
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
         valgrind += [f"--callgrind-out-file={out}", "--trace-children=no"]
         process = subprocess.Popen(
@@ -124,7 +123,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument(
         "--only",
-        help=f"comma-separated, of: {', '.join(TARGETS | VARIANTS)} (default: the first 5)",
+        help=f"comma-separated, of: {', '.join(TARGETS | VARIANTS)} (default: all but -nolog)",
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--uvloop", action="store_true", help="the Tornado servers on uvloop")

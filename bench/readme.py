@@ -99,7 +99,7 @@ def scale_lines(scale: dict[str, Any]) -> list[str]:
             f"| {_num(row['cpu_us_per_request'])} | {versus} |"
         )
     note = scale["campus_processes"]["note"]
-    lines += ["", f"campus at 2 processes: {note}." if not note.endswith(".") else note]
+    lines += ["", f"campus at one process per CPU: {note}."]
     return lines
 
 

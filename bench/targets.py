@@ -42,6 +42,9 @@ from harness import (
 
 EXPRESS_DIR = ROOT / "tests" / "express"
 DEMO = {"email": "demo@campus.test", "password": "campus-demo"}
+#: Production refuses the demo account: its user is made with `campus users add`.
+PRODUCTION_USER = {"email": "bench@campus.test", "password": "bench-password-of-some-length"}
+PRODUCTION_SECRET = "bench-secret-" + "x" * 40
 EXPRESS_USER = {"email": "ann@campus.test", "password": "express-password"}
 # Bare Tornado has no session; it gets a cookie of a campus cookie's size all the same.
 BARE_COOKIE = 'campus.sid="' + "x" * 172 + '"'
@@ -60,6 +63,9 @@ class Spec:
     kind: str  # bare | campus | express | aiohttp
     store: str | None = None  # memory | redis
     processes: int = 1
+    env: str = "development"  # campus's CAMPUS_ENV
+    without: str = ""  # campus with this layer taken out (bench/layers.py)
+    checkout: str = ""  # campus from another checkout (before/after in one run)
 
     @property
     def cookie_name(self) -> str:
@@ -72,14 +78,20 @@ PER_CORE = [
     Spec("bare", "bare"),
     Spec("campus-memory", "campus", "memory"),
     Spec("campus-redis", "campus", "redis"),
+    Spec("campus-memory-prod", "campus", "memory", env="production"),
+    Spec("campus-redis-prod", "campus", "redis", env="production"),
     Spec("express-memory", "express", "memory"),
     Spec("express-redis", "express", "redis"),
     Spec("aiohttp-redis", "aiohttp", "redis"),
 ]
 DESCRIPTIONS = {
     "bare": "bare Tornado, no session, no logging (the ceiling)",
-    "campus-memory": "campus as shipped, memory store, access log on",
-    "campus-redis": "campus as shipped, Redis store, access log on",
+    "campus-memory": "campus in development, memory store, access log on",
+    "campus-redis": "campus in development, Redis store set, access log on",
+    "campus-memory-prod": "campus in production (its defaults), memory store set",
+    "campus-redis-prod": "campus in production as shipped (Redis), access log on",
+    "campus-memory-prod-base": "the same, from the checkout given with --base (before)",
+    "campus-redis-prod-base": "the same, from the checkout given with --base (before)",
     "express-memory": "tests/express: express-session, its MemoryStore",
     "express-redis": "tests/express: express-session + connect-redis",
     "aiohttp-redis": "aiohttp + aiohttp-session RedisStorage (redis-py)",
@@ -153,6 +165,30 @@ class Bench:
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.uvloop = uvloop
         self.aiohttp_python: Path | None = None
+        self._production_users: Path | None = None
+
+    def production_users(self) -> Path:
+        """A users file for production (which refuses the demo account), made once."""
+        if self._production_users is None:
+            path = self.tmp / "users.json"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
+            env |= {"PYTHONPATH": str(ROOT), "CAMPUS_ENV": "production"}
+            env["CAMPUS_USERS_FILE"] = str(path)
+            result = subprocess.run(
+                [
+                    *(sys.executable, "-m", "campus", "users", "add", PRODUCTION_USER["email"]),
+                    *("--name", "Bench Student", "--role", "student", "--password-stdin"),
+                ],
+                input=PRODUCTION_USER["password"] + "\n",
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=ROOT,
+            )
+            if result.returncode != 0:
+                raise BenchError(f"campus users add failed: {result.stderr.strip()}")
+            self._production_users = path
+        return self._production_users
 
     # --- starting targets --------------------------------------------------------------
 
@@ -164,16 +200,28 @@ class Bench:
             python += [str(BENCH / "with_uvloop.py")]
         if spec.kind == "bare":
             env["PYTHONPATH"] = str(ROOT)
+            if spec.name.endswith("-uvloop") and not self.uvloop:
+                python += [str(BENCH / "with_uvloop.py")]
             return [*python, str(BENCH / "bare.py"), str(port)], env, ROOT
         if spec.kind == "campus":
-            env["PYTHONPATH"] = str(ROOT)  # this checkout, never an installed copy of campus
+            checkout = Path(spec.checkout) if spec.checkout else ROOT
+            # This checkout (or the one named), never an installed copy of campus.
+            env["PYTHONPATH"] = str(checkout)
             env["CAMPUS_USERS_FILE"] = str(ROOT / "config" / "users.dev.json")
-            env["CAMPUS_STORE"] = spec.store or "memory"
+            if spec.env == "production":  # its config file and defaults; a real secret
+                env["CAMPUS_ENV"] = "production"
+                env["CAMPUS_SESSION_SECRET"] = PRODUCTION_SECRET
+                env["CAMPUS_USERS_FILE"] = str(self.production_users())
+            if spec.store is not None:
+                env["CAMPUS_STORE"] = spec.store
             if spec.store == "redis":
                 env["CAMPUS_REDIS_URL"] = self.redis_url
             if spec.processes != 1:
                 env["CAMPUS_SERVER_PROCESSES"] = str(spec.processes)
-            return [*python, "-m", "campus", "--port", str(port)], env, ROOT
+            if spec.without:
+                script = [str(BENCH / "layers.py"), spec.without]
+                return [*python, *script, "--port", str(port)], env, checkout
+            return [*python, "-m", "campus", "--port", str(port)], env, checkout
         if spec.kind == "express":
             env |= {"NODE_ENV": "production", "PORT": str(port), "STORE": spec.store or ""}
             env |= {"REDIS_URL": self.redis_url, "WORKERS": str(spec.processes)}
@@ -232,6 +280,8 @@ class Bench:
         if spec.kind == "bare":
             return BARE_COOKIE
         body = EXPRESS_USER if spec.kind == "express" else DEMO
+        if spec.kind == "campus" and spec.env == "production":
+            body = PRODUCTION_USER
         cookie = login(port, body, spec.cookie_name)
         for _ in range(4):  # a live session, whichever process answers
             status, answer = get(port, "/api/me", cookie)
@@ -275,7 +325,7 @@ class Bench:
 
     def campus_processes(self, count: int) -> tuple[bool, str]:
         """Does campus run *count* processes on one port with ``[server] processes``?"""
-        spec = Spec(f"campus-redis-x{count}-probe", "campus", "redis", count)
+        spec = Spec(f"campus-redis-x{count}-probe", "campus", "redis", count, env="production")
         try:
             process, port, _ = self.start(spec, pinned=False, wait_all=False)
         except BenchError as exc:

@@ -53,6 +53,12 @@ class Reply(httputil.HTTPConnection):
     def __init__(self, conn: Any, record: ConnectionState) -> None:
         self.conn, self.record = conn, record
         self.body_read = False
+        # Read for every request (the client's address, the scheme): found here, not through
+        # __getattr__, which Python reaches only after a failed lookup.
+        self.context = conn.context
+
+    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
+        self.conn.set_close_callback(callback)
 
     def write_headers(
         self, start_line: StartLine, headers: httputil.HTTPHeaders, chunk: bytes | None = None
@@ -92,7 +98,9 @@ class Request(httputil.HTTPMessageDelegate):
         self.busy()
         if header_size(start_line, headers) > MAX_HEADER_SIZE:
             self._refuse(431, "Request headers too large", headers)
-        elif declared_over(headers.get("Content-Length", ""), self.max_body):
+        elif "Content-Length" in headers and declared_over(
+            headers["Content-Length"], self.max_body
+        ):
             self._refuse(413, "Request body too large", headers)
         else:
             if isinstance(start_line, httputil.RequestStartLine):

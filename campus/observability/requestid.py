@@ -60,7 +60,8 @@ class _Tagged(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Any:
-        current.set(request_id_for(headers.get(HEADER)))
+        # `in` first: a missing header costs get() a raised and caught KeyError.
+        current.set(request_id_for(headers[HEADER] if HEADER in headers else None))  # noqa: SIM401
         return self.inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:

@@ -214,7 +214,7 @@ class PendingSession:
             return
         self._checked = True
         session = self.session
-        changed, deleted = _changes(session._data, self._snapshot)
+        changed, deleted = _changes(session, self._snapshot)
         if changed or deleted or session._id != self._stored_id:
             raise RuntimeError(
                 f"session changed after {session._sealed}: the change cannot reach the store"
@@ -224,7 +224,7 @@ class PendingSession:
     def _commit_stored(self, sid: str) -> Commit:
         """The session the store holds, under the id it was loaded with."""
         manager = self._manager
-        changed, deleted = _changes(self.session._data, self._snapshot)
+        changed, deleted = _changes(self.session, self._snapshot)
         now = manager.clock()
         cookie = manager._rolling_cookie(self, sid, now)
         if not (changed or deleted):
@@ -277,17 +277,24 @@ class PendingSession:
         return Commit(delete, cookie)
 
 
-def _changes(data: dict[str, Any], snapshot: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+def _changes(session: Session, snapshot: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """Top-level keys set or changed (as JSON) and keys deleted, compared with *snapshot*.
 
     Changes are found the way express-session finds them, by comparing JSON, not by dirty
     flags, so nested edits count too; per top-level key, so the store can merge concurrent
-    writes. Raises TypeError naming the key when a value is not JSON.
+    writes. Only the keys the session says were assigned or handed out as a dict or list are
+    encoded: no other value can differ from its snapshot. Raises TypeError naming the key
+    when a value is not JSON.
     """
+    data = session._data
     changed = {}
-    for key, value in data.items():
-        text = encode_value(key, value)
-        if snapshot.get(key) != text:
-            changed[key] = text
+    for key in session._exposed:
+        if key in data:
+            text = encode_value(key, data[key])
+            if snapshot.get(key) != text:
+                changed[key] = text
+    for key in data.keys() - snapshot.keys():  # new keys are assigned ones, but be sure
+        if key not in changed:
+            changed[key] = encode_value(key, data[key])
     deleted = [key for key in snapshot if key not in data]
     return changed, deleted

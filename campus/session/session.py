@@ -2,8 +2,11 @@
 
 It references no store, no request and no bookkeeping of what to save: that belongs to the
 request's :class:`~campus.session.manager.PendingSession`, which compares the mapping with
-what it loaded when the response is about to go out. Data and methods live in separate
-namespaces — ``session["id"]`` is data, ``session.id`` is the id.
+what it loaded when the response is about to go out. The session only remembers which keys
+could have changed: those assigned, and those whose value left it as a dict or a list (a
+nested edit needs a reference to one). A value nobody took out cannot have changed, so a
+request that only reads strings (``GET /api/me``) has nothing to compare. Data and methods
+live in separate namespaces — ``session["id"]`` is data, ``session.id`` is the id.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from campus.session.store import encode_value, new_session_id
+
+#: Values a caller cannot change in place: handing one out exposes nothing.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 
 class Session(MutableMapping[str, Any]):
@@ -26,8 +32,10 @@ class Session(MutableMapping[str, Any]):
     # Private state, read by the manager module of this package and nobody else:
     # _id: the id, None until needed (a new session, or after regenerate/destroy);
     # _destroyed: destroy() was called (an empty session then stores nothing, whatever the
-    # policy); _sealed: why the session can no longer change (None while it can).
-    __slots__ = ("_data", "_destroyed", "_id", "_sealed")
+    # policy); _sealed: why the session can no longer change (None while it can);
+    # _exposed: keys assigned, or whose (mutable) value was handed out: the only ones whose
+    # JSON may differ from what was loaded.
+    __slots__ = ("_data", "_destroyed", "_exposed", "_id", "_sealed")
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, sid: str | None = None) -> None:
         """A new session, or (with ``sid``) the one a store holds under that id."""
@@ -35,6 +43,7 @@ class Session(MutableMapping[str, Any]):
         self._id = sid
         self._destroyed = False
         self._sealed: str | None = None
+        self._exposed: set[str] = set()
 
     @property
     def id(self) -> str:
@@ -62,7 +71,10 @@ class Session(MutableMapping[str, Any]):
     # -- the mapping -------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        value = self._data[key]
+        if type(value) not in _IMMUTABLE:
+            self._exposed.add(key)
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._check_open()
@@ -70,6 +82,7 @@ class Session(MutableMapping[str, Any]):
             raise TypeError(f"session keys are strings, not {type(key).__name__}")
         encode_value(key, value)  # fail here, at the assignment, not when the response leaves
         self._data[key] = value
+        self._exposed.add(key)
 
     def __delitem__(self, key: str) -> None:
         self._check_open()
@@ -85,7 +98,9 @@ class Session(MutableMapping[str, Any]):
         return key in self._data
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._data.get(key, default)
+        if key in self._data:
+            return self[key]
+        return default
 
     def clear(self) -> None:
         self._check_open()

@@ -155,13 +155,50 @@ async def test_requests_are_counted_by_route_pattern_never_the_raw_path(fetch: F
     metrics = Metrics()
     for n in range(1000):  # any token is a method: they must not grow anything
         metrics.request("/api/me", f"M{n}", 405, 0.001)
-    assert len(metrics._children) == 1
+    assert metrics.tally is not None and len(metrics.tally.counts) == 1
     assert not [key for key in samples if "courses" in str(key) or "nothing" in str(key)]
     count = "campus_http_request_duration_seconds_count"
     assert value(samples, count, route="/(.*)") == 2
     buckets = {dict(labels)["le"] for name, labels in samples if name.endswith("_bucket")}
     assert {"0.0005", "2.0", "+Inf"} <= buckets
     assert REQUEST_BUCKETS[0] == 0.0005 and REQUEST_BUCKETS[-1] == 2.0
+
+
+def test_request_counts_read_at_scrape_match_prometheus_clients_own() -> None:
+    """One process counts requests in plain numbers: at a scrape they must read exactly as
+    prometheus-client's Counter and Histogram fed the same requests would."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client.exposition import generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    counter = Counter("campus_http_requests", "-", ["route", "method", "status"], registry=registry)
+    histogram = Histogram(
+        "campus_http_request_duration_seconds",
+        "-",
+        ["route"],
+        buckets=REQUEST_BUCKETS,
+        registry=registry,
+    )
+    metrics = Metrics()
+    seen = [0.0005, 0.0004, 0.001, 0.0011, 2.0, 3.5, 0.0]  # on bounds, between, past the last
+    for n, seconds in enumerate(seen):
+        route, status = ("/api/me", 200) if n % 2 else ("/login", 403)
+        metrics.request(route, "GET", status, seconds)
+        counter.labels(route, "GET", str(status)).inc()
+        histogram.labels(route).observe(seconds)
+
+    def samples(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        wanted = ("campus_http_requests", "campus_http_request_duration_seconds")
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text.decode())
+            if family.name in wanted
+            for sample in family.samples
+            if not sample.name.endswith("_created")
+        }
+
+    ours = samples(metrics.exposition(None)[0])
+    assert ours and ours == samples(generate_latest(registry))
 
 
 @pytest.mark.gen_test

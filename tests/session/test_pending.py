@@ -133,6 +133,52 @@ def test_a_nested_edit_counts_as_a_change(store: MemoryStore, clock: ContractClo
     run(request)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s.get("cart").append("pen"),
+        lambda s: next(iter(s.values())).append("pen"),
+        lambda s: dict(s.items())["cart"].append("pen"),
+        lambda s: s.setdefault("cart", []).append("pen"),
+    ],
+    ids=["get", "values", "items", "setdefault"],
+)
+def test_a_nested_edit_through_any_read_counts(
+    store: MemoryStore, clock: ContractClock, edit: Callable[[Any], None]
+) -> None:
+    async def request() -> None:
+        sessions = manager(store, clock)
+        sid, cookie = await stored_session(sessions, cart=["book"])
+        pending = await sessions.load(cookie)
+        edit(pending.session)
+        assert await written(pending.commit("finish()"))
+        record = await store.load(sid, touch=None)
+        assert record is not None and record.decoded() == {"cart": ["book", "pen"]}
+
+    run(request)
+
+
+def test_a_value_no_one_took_out_is_not_compared_nor_rewritten(
+    store: MemoryStore, clock: ContractClock
+) -> None:
+    """Only what a request assigned or took out as a dict or list can have changed: a value
+    stored in another spelling (another writer's spaces) is left alone by a reader."""
+
+    async def request() -> None:
+        sessions = manager(store, clock)
+        sid, cookie = await stored_session(sessions, user="ann", prefs={"theme": "dark"})
+        other = {"prefs": '{"theme": "dark"}'}  # as another writer spelled it
+        assert await store.update(sid, other, [], ttl=600, user=None)
+        pending = await sessions.load(cookie)
+        assert pending.session["user"] == "ann" and "prefs" in pending.session
+        assert pending.commit("finish()") == NOTHING
+        again = await sessions.load(cookie)
+        assert again.session["prefs"] == {"theme": "dark"}  # taken out: compared, rewritten
+        assert await written(again.commit("finish()"))
+
+    run(request)
+
+
 def test_regenerate_moves_the_data_to_a_new_id_and_deletes_the_old(
     store: MemoryStore, clock: ContractClock
 ) -> None:

@@ -74,7 +74,9 @@ def enforce(handler: SessionHandler) -> None:
     if mode == "off" or not in_scope(request.path):
         return
     metrics = handler.services.metrics
-    skipped = fields.skipped(request.headers.get(fields.SKIPPED))
+    headers = request.headers  # `in` first: get() of an absent header raises and catches
+    sent = headers[fields.SKIPPED] if fields.SKIPPED in headers else None  # noqa: SIM401
+    skipped = fields.skipped(sent)
     if metrics is not None:
         for reason in skipped:
             metrics.binding_skipped.labels(reason).inc()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
+from tornado.escape import json_encode
 from tornado.ioloop import IOLoop
 from tornado.web import stream_request_body
 
@@ -325,6 +326,25 @@ class MeHandler(SessionHandler):
         user = self.current_user
         if not isinstance(user, User):
             raise ApiError(401, "Not logged in")
-        self.write({"user": user.public})  # the record as the users file has it now
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.write(me_answer(user))  # the record as the users file has it now
 
     head = get
+
+
+#: GET /api/me's body per user, encoded once: a User is replaced whenever the users file
+#: changes its record, so the body is kept with the User it was made from.
+_ANSWERS: dict[str, tuple[User, bytes]] = {}
+_MAX_ANSWERS = 10_000  # past it (users come and go), start over
+
+
+def me_answer(user: User) -> bytes:
+    """``{"user": ...}`` as ``write()`` would encode it, once per version of the record."""
+    cached = _ANSWERS.get(user.key)
+    if cached is not None and cached[0] is user:
+        return cached[1]
+    body = json_encode({"user": user.public}).encode()
+    if len(_ANSWERS) >= _MAX_ANSWERS:
+        _ANSWERS.clear()
+    _ANSWERS[user.key] = (user, body)
+    return body
