@@ -174,7 +174,10 @@ def read_records(path: StrPath) -> list[dict[str, Any]]:
 #: poll, and compared by content.
 RACY_SECONDS = 2.0
 
-Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_mtime_ns, st_size
+#: st_dev, st_ino, st_mtime_ns, st_size, st_ctime_ns. The change time too: an in-place copy
+#: that keeps the size and sets the old modification time (``cp -p``, ``rsync --inplace -t``)
+#: still moves it, and nothing can set it back.
+Identity = tuple[int, int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,14 +193,14 @@ MISSING = FileVersion(None, b"")
 
 
 def file_identity(path: StrPath) -> Identity | None:
-    """The file's identity and modification time: a rename or a rewrite changes it."""
+    """The file's identity, size and times: a rename or a rewrite changes it."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
     except OSError as err:
         raise UsersError(f"{path}: cannot read: {err.strerror or err}") from None
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
 def read_version(path: StrPath) -> tuple[bytes | None, FileVersion]:

@@ -111,6 +111,21 @@ def test_a_rewrite_in_place_is_seen_even_within_one_clock_tick(users_file: Path)
     assert following.names()["ann@example.edu"] == "nnA"
 
 
+def test_a_copy_in_place_that_keeps_an_old_modification_time_is_seen(users_file: Path) -> None:
+    """``cp -p`` or ``rsync --inplace -t`` over the file: same inode, same size, and the
+    modification time of a version long past. Only the change time tells."""
+    following = Following(users_file)
+    replace_file(users_file, [ANN, BOB])
+    age(users_file)
+    following.poll()
+    stamp = users_file.stat().st_mtime_ns
+    time.sleep(0.01)  # the change time moves on
+    users_file.write_text(json.dumps([{**ANN, "name": "Ann"[::-1]}, BOB]))  # same length
+    os.utime(users_file, ns=(stamp, stamp))
+    following.poll()
+    assert following.names()["ann@example.edu"] == "nnA"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
