@@ -57,8 +57,9 @@ class User:
 
     #: The normalised email: what sessions, login counters and the store's index refer to.
     key: str
-    #: Every field of the record but the hash, as /login and /api/me answer it. Shared by
-    #: every request until the next load: read it, never change it.
+    #: The record without its password fields (campus.accounts.edits.public), as /login and
+    #: /api/me answer it. Shared by every request until the next load: read it, never
+    #: change it.
     public: dict[str, Any]
     password_hash: str = field(repr=False)
 

@@ -17,7 +17,7 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import Argon2Error
@@ -55,8 +55,24 @@ def check_directory(path: StrPath) -> None:
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
-    """The record without its hash: what /login and /api/me answer."""
-    return {key: value for key, value in record.items() if key != "password_hash"}
+    """The record without any password field: what /login and /api/me answer.
+
+    Not only ``password_hash``: a field whose name says "password", at any depth
+    (``old_password_hash``, ``passwordHash``, ``password_reset_token``), is left out too.
+    """
+    return cast(dict[str, Any], _without_passwords(record))
+
+
+def _without_passwords(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: _without_passwords(item)
+            for key, item in value.items()
+            if "password" not in key.lower()
+        }
+    if isinstance(value, list):
+        return [_without_passwords(item) for item in value]
+    return value
 
 
 def add_user(

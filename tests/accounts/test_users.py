@@ -196,6 +196,23 @@ def test_the_public_record_is_made_once_per_load_and_never_holds_the_hash(
     assert ann.public["roles"] is not records[0]["roles"]  # nothing shared with a reader
 
 
+def test_no_password_field_reaches_the_public_record(tmp_path: Path) -> None:
+    """SPEC: the record "without any password field", whatever the file calls it."""
+    path = tmp_path / "users.json"
+    record = {
+        "email": "cy@example.com",
+        "password_hash": ANN_HASH,
+        "old_password_hash": ANN_HASH,
+        "passwordHash": ANN_HASH,
+        "password_reset_token": "reset-me",
+        "profile": {"name": "Cy", "Password_Hash": ANN_HASH, "links": [{"password": "x"}]},
+    }
+    path.write_text(json.dumps([record]))
+    cy = UserDirectory.load(path).find("cy@example.com")
+    assert cy is not None
+    assert cy.public == {"email": "cy@example.com", "profile": {"name": "Cy", "links": [{}]}}
+
+
 @pytest.mark.parametrize("email", ["ANN@example.com", "  ann@EXAMPLE.com\t", "Ann@Example.com"])
 def test_email_matches_case_and_space_insensitively(users_file: Path, email: str) -> None:
     directory = UserDirectory.load(users_file)
