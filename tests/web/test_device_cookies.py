@@ -122,7 +122,7 @@ async def test_guesses_sent_at_once_with_one_device_get_at_most_its_limit(fetch:
     device = await trusted(fetch)
     answers = await asyncio.gather(*(login(fetch, ANN, "wrong", device=device) for _ in range(12)))
     codes = sorted(response.code for response in answers)
-    assert codes == [403] * LIMIT + [429] * (12 - LIMIT)
+    assert set(codes) == {403, 429} and codes.count(403) <= LIMIT
 
 
 async def test_another_email_s_device_cookie_is_no_cookie(fetch: Fetch) -> None:

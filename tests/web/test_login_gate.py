@@ -18,6 +18,7 @@ import pytest
 from tornado.httpclient import HTTPResponse
 from tornado.ioloop import IOLoop
 
+from campus.accounts.gate import PER_ACCOUNT
 from campus.accounts.users import UserDirectory
 from campus.config import Config, LoginConfig
 from campus.observability.metrics import Metrics
@@ -30,6 +31,7 @@ from tests.support.logs import access_lines
 pytestmark = pytest.mark.gen_test
 
 LIMIT = 3
+BOB = "bob@campus.test"
 DEVICE = "campus.sid" + SUFFIX
 
 
@@ -101,6 +103,34 @@ async def test_past_the_gate_a_login_is_503_at_once_and_counts_as_no_failure(
     services.users.gate.admitted = 0
     assert (await login(fetch)).code == 200  # not throttled: nothing was counted
     assert services.users.gate.admitted == 0  # every place given back
+
+
+async def test_one_account_cannot_take_every_place_with_its_own_device_cookies(
+    fetch: Fetch, services: Services, executor: ThreadPoolExecutor
+) -> None:
+    """Bob, who has an account, replays correct logins with device cookies of his own while
+    the worker is busy: each success would give its count back, so only the gate can stop
+    him from holding every place. He holds two; Ann's browser still gets one."""
+    gate = services.users.gate
+    bob_devices = [device_of(await login(fetch, email=BOB)) for _ in range(3)]
+    ann_device = device_of(await login(fetch))
+    release = threading.Event()
+    busy = executor.submit(release.wait, 30)  # the only worker is busy: checks wait
+    flood = [
+        asyncio.ensure_future(login(fetch, email=BOB, device=bob_devices[n % 3]))
+        for n in range(gate.capacity + gate.reserve)
+    ]
+    while gate.admitted + sum(login.done() for login in flood) < len(flood):
+        await asyncio.sleep(0.01)  # each of Bob's logins is admitted, or answered
+    held = gate.admitted
+    ann = asyncio.ensure_future(login(fetch, device=ann_device))
+    while gate.admitted == held and not ann.done():  # admitted (it waits its turn), or not
+        await asyncio.sleep(0.01)
+    release.set()
+    busy.result()
+    assert (await ann).code == 200
+    codes = sorted(response.code for response in await asyncio.gather(*flood))
+    assert codes == [200] * PER_ACCOUNT + [429] * (len(flood) - PER_ACCOUNT)
 
 
 async def test_a_check_whose_client_left_is_not_run(

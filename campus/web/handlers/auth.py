@@ -13,7 +13,7 @@ from tornado.ioloop import IOLoop
 from tornado.web import stream_request_body
 
 from campus.accounts.emails import normalize_email
-from campus.accounts.gate import CheckAbandoned, ChecksBusy
+from campus.accounts.gate import AccountBusy, CheckAbandoned, ChecksBusy
 from campus.accounts.signin import SIGN_IN, sign_in_record
 from campus.accounts.throttle import LoginThrottle, Throttled
 from campus.accounts.users import MAX_EMAIL, MAX_PASSWORD, User
@@ -222,8 +222,9 @@ class LoginHandler(SessionHandler):
 
     async def _authenticate(self, email: str, password: str, device: str | None) -> User | None:
         """The password check, counted by the throttle, then admitted by the gate: 429 while
-        throttled (right password or not); 503 when every place for a check is taken (the
-        attempt is given back: nothing was checked)."""
+        throttled (right password or not) or while this account's logins hold their places;
+        503 when every place for a check is taken (the attempt is given back either way:
+        nothing was checked)."""
         users = self.services.users
         config = self.services.config.login
         throttle = LoginThrottle(self.services.sessions.store, config)
@@ -231,8 +232,11 @@ class LoginHandler(SessionHandler):
         try:
             reservation = await throttle.reserve(email, client, device)
             try:
-                with users.gate.admit(trusted=device is not None):
+                with users.gate.admit(normalize_email(email), trusted=device is not None):
                     user = await users.authenticate(email, password, gone=self._gone.is_set)
+            except AccountBusy:
+                await throttle.cancel(reservation)  # not a failure: nothing was checked
+                raise Throttled(AccountBusy.retry_after) from None
             except ChecksBusy as exc:
                 await throttle.cancel(reservation)  # not a failure: nothing was checked
                 self._outcome = "busy"
