@@ -6,8 +6,13 @@ dictionary lookup and never sees half of a change. Each :class:`User` carries it
 record, built once per load: requests hand it out as it is, without copying.
 
 Password checks run off the event loop, in :meth:`UserDirectory.check_password` alone.
-Unknown emails are checked too, against a dummy hash made with the slowest Argon2 parameters
-in the file, so a miss never answers faster than any user. A hash made with other parameters
+Unknown emails are checked too, against a dummy hash, so that a 403 never tells whether the
+email has an account, even when the file mixes Argon2 parameters (older hashes not yet
+upgraded, a few accounts made stronger): each parameter set in the file has a dummy, and an
+unknown email is always checked against the same one, drawn by a keyed hash of the email in
+proportion to the users of each set. Its time is that of a known user of that set; the key
+comes from the file's own (salted) hashes, so every process reading the file draws alike and
+nobody outside can tell which set an email draws. A hash made with other parameters
 than the configured ones is upgraded at the user's next successful login, written back
 atomically when this process may write the file, and otherwise reported once.
 """
@@ -17,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -66,23 +73,31 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One load of the users file: the users by key, the dummy hash, the version read."""
+    """One load of the users file: the users by key, the dummy hashes, the version read."""
 
     users: dict[str, User]
-    dummy_hash: str
+    #: One hash per parameter set in the file, with how many users have that set.
+    dummies: tuple[tuple[int, str], ...]
     version: FileVersion = MISSING
+    #: Draws an unknown email's dummy: the same in every process that reads this file.
+    draw_key: bytes = b""
+
+    def dummy_for(self, key: str) -> str:
+        """The dummy hash an unknown email (a normalised one) is always checked against."""
+        total = sum(count for count, _ in self.dummies)
+        digest = hmac.digest(self.draw_key, key.encode("utf-8", "surrogatepass"), "sha256")
+        draw = int.from_bytes(digest[:8], "big") % max(1, total)
+        for count, dummy in self.dummies:
+            if draw < count:
+                return dummy
+            draw -= count
+        return self.dummies[-1][1]
 
 
 def _cost(params: argon2.Parameters) -> tuple[int, int, int]:
     """Orders parameter sets by the time a check takes: memory times passes; with equal
     work, fewer lanes is slower (argon2-cffi computes the lanes one after the other)."""
     return (params.memory_cost * params.time_cost, params.memory_cost, -params.parallelism)
-
-
-def slowest_parameters(hashes: Iterable[str]) -> argon2.Parameters | None:
-    """The slowest parameter set among these hashes; None for none."""
-    found = (hash_parameters(password_hash) for password_hash in hashes)
-    return max((params for params in found if params is not None), key=_cost, default=None)
 
 
 def verify(password_hash: str, password: bytes) -> bool:
@@ -128,7 +143,7 @@ class UserDirectory:
         self.refuse_demo_of = refuse_demo_of
         self._upgrades: set[asyncio.Task[None]] = set()  # strong references until done
         self._upgrade_blocked = False
-        self._snapshot = Snapshot({}, "")  # replaced at once: build() may reuse its dummy
+        self._snapshot = Snapshot({}, ())  # replaced at once: build() reuses its dummies
         self._snapshot = self.build(records or [], version)
         #: When the file was last looked at (wall clock): a load, or a poll of its follower.
         self.checked_at = time.time()
@@ -193,7 +208,7 @@ class UserDirectory:
 
     def build(self, records: list[dict[str, Any]], version: FileVersion = MISSING) -> Snapshot:
         """A snapshot of validated records, which it takes over (they must not change after).
-        Costs a hash when the slowest parameters change.
+        Costs a hash for each parameter set new to the file (its dummy).
 
         Thread-safe (reloads run it off the event loop); raises UsersError for a file this
         process must refuse (the demo account, where refused).
@@ -209,13 +224,32 @@ class UserDirectory:
                     f"{self.path} holds the development demo account ({demo[0]}, whose"
                     " password is published): remove it with `campus users remove`"
                 )
-        params = slowest_parameters(user.password_hash for user in users.values())
-        hasher = PasswordHasher.from_parameters(params) if params else self.hasher
-        hasher = hasher or PasswordHasher()
-        dummy = self._snapshot.dummy_hash
-        if not dummy or hasher.check_needs_rehash(dummy):  # new, or other parameters now
-            dummy = hasher.hash(secrets.token_bytes(32))
-        return Snapshot(users, dummy, version)
+        return Snapshot(users, self._dummies(users.values()), version, _draw_key(users))
+
+    def _dummies(self, users: Iterable[User]) -> tuple[tuple[int, str], ...]:
+        """A dummy hash per parameter set, with its users; each costs a hash when new."""
+        sets: dict[tuple[Any, ...], tuple[argon2.Parameters, int]] = {}
+        for user in users:
+            params = hash_parameters(user.password_hash)
+            if params is not None:  # Parameters are not hashable: keyed by their fields
+                _, count = sets.get(dataclasses.astuple(params), (params, 0))
+                sets[dataclasses.astuple(params)] = (params, count + 1)
+        made = {}
+        for _, dummy in self._snapshot.dummies:
+            params = hash_parameters(dummy)
+            if params is not None:
+                made[dataclasses.astuple(params)] = dummy
+        if not sets:  # no users: a hash such as `users add` would make
+            hasher = self.hasher or PasswordHasher()
+            kept = [dummy for dummy in made.values() if not hasher.check_needs_rehash(dummy)]
+            return ((1, kept[0] if kept else hasher.hash(secrets.token_bytes(32))),)
+        dummies = []
+        for fields, (params, count) in sorted(sets.items(), key=lambda item: _cost(item[1][0])):
+            dummy = made.get(fields) or PasswordHasher.from_parameters(params).hash(
+                secrets.token_bytes(32)
+            )
+            dummies.append((count, dummy))
+        return tuple(dummies)
 
     def replace(self, snapshot: Snapshot) -> Snapshot:
         """Serve *snapshot* from now on (on the event loop); returns the one it replaces."""
@@ -240,8 +274,9 @@ class UserDirectory:
         and if so the check is not run (CheckAbandoned).
         """
         snapshot = self._snapshot
-        user = snapshot.users.get(normalize_email(email))
-        target = snapshot.dummy_hash if user is None else user.password_hash
+        key = normalize_email(email)
+        user = snapshot.users.get(key)
+        target = snapshot.dummy_for(key) if user is None else user.password_hash
         secret = password.encode("utf-8", "surrogatepass")  # JSON may carry lone surrogates
         if not await self.check_password(target, secret, gone) or user is None:
             return None
@@ -295,6 +330,14 @@ class UserDirectory:
         """Let hash upgrades in flight finish (at shutdown, and in tests)."""
         while self._upgrades:
             await asyncio.gather(*self._upgrades, return_exceptions=True)
+
+
+def _draw_key(users: dict[str, User]) -> bytes:
+    """A key no one outside can know, the same wherever the file is read: its salted hashes."""
+    digest = hashlib.sha256()
+    for key in sorted(users):
+        digest.update(users[key].password_hash.encode())
+    return digest.digest()
 
 
 def demo_accounts(users: Iterable[User], shipped: StrPath) -> list[str]:

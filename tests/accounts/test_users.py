@@ -243,6 +243,28 @@ def test_unknown_email_still_verifies_with_the_users_parameters(users_file: Path
     assert argon2.extract_parameters(dummy_hash) == argon2.extract_parameters(ANN_HASH)
 
 
+def test_unknown_emails_draw_their_dummy_like_the_users_parameter_sets(tmp_path: Path) -> None:
+    """A file that mixes parameters (older hashes, a few stronger ones): each unknown email is
+    always checked against one set's dummy, the same in every process reading the file, and
+    the sets are drawn about as often as users have them, so a 403's time says nothing."""
+    light = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    heavy = argon2.PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
+    records = [{"email": f"u{n}@example.com", "password_hash": light.hash("x")} for n in range(3)]
+    records.append({"email": "strong@example.com", "password_hash": heavy.hash("x")})
+    path = write(tmp_path / "u.json", records)
+    one, other = UserDirectory.load(path).snapshot, UserDirectory.load(path).snapshot
+
+    def cost(dummy: str) -> int:
+        return argon2.extract_parameters(dummy).time_cost
+
+    drawn = [cost(one.dummy_for(f"who{n}@example.com")) for n in range(2000)]
+    assert drawn == [cost(other.dummy_for(f"who{n}@example.com")) for n in range(2000)]
+    assert 0.18 < drawn.count(2) / len(drawn) < 0.32  # one user in four is "heavy"
+    assert {dummy for _, dummy in one.dummies}.isdisjoint(
+        record["password_hash"] for record in records
+    )
+
+
 @pytest.mark.slow
 def test_empty_directory_dummy_uses_default_parameters(tmp_path: Path) -> None:
     executor = RecordingExecutor()

@@ -213,20 +213,24 @@ def test_where_the_demo_account_is_refused_a_version_holding_it_is_too(
     assert len(following.directory) == 2
 
 
-def test_the_dummy_hash_follows_the_slowest_parameters_in_the_file(users_file: Path) -> None:
-    """Unknown emails are checked against a hash as slow as the slowest user's: after a user
-    with costlier parameters is added, and back when that user is gone."""
+def test_the_dummies_follow_the_parameter_sets_in_the_file(users_file: Path) -> None:
+    """Unknown emails are checked against hashes made like the users': one per parameter
+    set, weighed by its users, after a user with costlier parameters is added and once that
+    user is gone."""
 
-    def dummy_cost(following: Following) -> tuple[int, int]:
-        params = argon2.extract_parameters(following.directory.snapshot.dummy_hash)
-        return params.time_cost, params.memory_cost
+    def dummies(following: Following) -> list[tuple[int, int, int]]:
+        found = []
+        for count, dummy in following.directory.snapshot.dummies:
+            params = argon2.extract_parameters(dummy)
+            found.append((count, params.time_cost, params.memory_cost))
+        return found
 
     following = Following(users_file)
-    assert dummy_cost(following) == (1, 8)
+    assert dummies(following) == [(2, 1, 8)]
     slow = {"email": "slow@example.edu", "password_hash": SLOWER.hash("s")}
     replace_file(users_file, [ANN, slow, BOB])
     following.poll()
-    assert dummy_cost(following) == (3, 16)
+    assert dummies(following) == [(2, 1, 8), (1, 3, 16)]
     replace_file(users_file, [ANN])
     following.poll()
-    assert dummy_cost(following) == (1, 8)
+    assert dummies(following) == [(1, 1, 8)]
