@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from campus.accounts.edits import check_directory, refuse_existing
+from campus.accounts.records import plausible_email
 from campus.accounts.users import (
     UsersError,
     add_user,
@@ -274,7 +275,7 @@ async def _sessions(config: Config, args: argparse.Namespace) -> int:
         if args.action == "count":
             print(await store.count())
         else:
-            email = normalize_email(args.email)
+            email = plausible_email(args.email)  # any address a users file may hold
             revoked = await store.delete_user(email)
             print(f"revoked {revoked} session{'' if revoked == 1 else 's'} of {email}")
     finally:

@@ -79,3 +79,11 @@ def test_the_memory_store_is_refused_not_reported_empty(env: dict[str, str]) -> 
     assert result.returncode == 1 and result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "need the redis store" in lines[0]
+
+
+@pytest.mark.parametrize("email", ["nobody", "@campus.test", "ann@", "a b@campus.test"])
+def test_revoking_what_is_no_email_is_one_line_and_exit_1(env: dict[str, str], email: str) -> None:
+    result = campus(env, "sessions", "revoke", email)
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("campus: invalid email"), lines
