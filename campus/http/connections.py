@@ -162,7 +162,11 @@ class BoundedServer(HTTPServer):
         client = client_key(str(address[0]) if address else "", self.ipv6_prefix)
         per_client = self.per_client_cap
         if per_client is not None and self.per_client.get(client, 0) >= per_client:
-            log.warning("refusing connections from %s: %d open, the most one client may hold", client, per_client)
+            log.warning(
+                "refusing connections from %s: %d open, the most one client may hold",
+                client,
+                per_client,
+            )
             _refuse(stream, "Too many connections from this address")
         elif len(self.live) >= self.max_connections and not self._make_room():
             log.warning("refusing connections: %d open, the most allowed", len(self.live))
