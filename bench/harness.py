@@ -128,6 +128,26 @@ def listening_pids(pid: int, port: int) -> set[int]:
     return holders
 
 
+def start_campus(root: Path, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """``python -m campus`` of the checkout *root* on *port*, with these ``CAMPUS_`` settings
+    and none of the environment's; returns once it listens (else stops it: BenchError)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CAMPUS_")}
+    env.update(settings, PYTHONPATH=str(root))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "campus", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, timeout=30)
+    except BaseException:
+        stop(process)
+        raise
+    return process
+
+
 def stop(process: subprocess.Popen[Any], timeout: float = 15) -> None:
     if process.poll() is None:
         process.terminate()

@@ -23,10 +23,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,16 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import argon2
+from harness import free_port, start_campus, stop
 
 REPO = Path(__file__).resolve().parent.parent
 VICTIM = {"email": "victim@campus.test", "password": "the victim's right password"}
 ATTACKER, TRUSTED, NEW = "127.0.0.66", "127.0.0.10", "127.0.0.11"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Browser:
@@ -79,48 +70,37 @@ class Browser:
 def run(root: Path, args: argparse.Namespace, users: Path) -> dict[str, Any]:
     port = free_port()
     window = max(1, round(900 / args.scale))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
-    env.update(
+    server = start_campus(
+        root,
+        port,
         CAMPUS_LOG_ACCESS="false",
         CAMPUS_USERS_FILE=str(users),
         CAMPUS_LOGIN_WINDOW=str(window),
-        PYTHONPATH=str(root),
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "campus", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         trusted, attacker = Browser(port, TRUSTED), Browser(port, ATTACKER)
         assert trusted.post("/login", VICTIM)[0] == 200  # once, before the attack
         trusted.post("/logout")
         duration = 3600 / args.scale
-        stop = time.monotonic() + duration
+        until = time.monotonic() + duration
         counted = Counter[int]()
 
         def attack() -> None:
             wrong = {**VICTIM, "password": "a guess"}
-            while time.monotonic() < stop:
+            while time.monotonic() < until:
                 status, headers = attacker.post("/login", wrong)
                 counted[status] += 1
                 if status == 429:
-                    time.sleep(min(float(headers.get("retry-after", "1")), stop - time.monotonic()))
+                    time.sleep(
+                        min(float(headers.get("retry-after", "1")), until - time.monotonic())
+                    )
 
         attacking = threading.Thread(target=attack)
         attacking.start()
         while not counted[429]:  # the email is locked before the victim's first try
             time.sleep(0.01)
         answers: dict[str, Counter[int]] = {"trusted": Counter(), "new": Counter()}
-        while time.monotonic() < stop:
+        while time.monotonic() < until:
             started = time.monotonic()
             new = Browser(port, NEW)  # a browser that never signed in: no device cookie
             for name, browser in (("trusted", trusted), ("new", new)):
@@ -144,8 +124,7 @@ def run(root: Path, args: argparse.Namespace, users: Path) -> dict[str, Any]:
             },
         }
     finally:
-        server.terminate()
-        server.wait(30)
+        stop(server)
 
 
 def main() -> None:

@@ -30,22 +30,16 @@ import json
 import os
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from harness import free_port, start_campus, stop
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO = {"email": "demo@campus.test", "password": "campus-demo"}
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -109,22 +103,8 @@ def burst(port: int, count: int, seconds: float, close_after: float) -> None:
 
 def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUS_")}
-    env.update(CAMPUS_LOG_ACCESS="false", PYTHONPATH=str(root))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "campus", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_campus(root, port, CAMPUS_LOG_ACCESS="false")
     try:
-        for _ in range(300):
-            try:
-                if request(port, "GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         status, headers, _ = request(port, "POST", "/login", DEMO)
         assert status == 200, status
         cookie = session_of(headers)
@@ -190,8 +170,7 @@ def run(root: Path, args: argparse.Namespace) -> dict[str, Any]:
             "rss_mb": [round(rss_before), round(peak)],
         }
     finally:
-        server.terminate()
-        server.wait(30)
+        stop(server)
 
 
 def main() -> None:
