@@ -228,12 +228,18 @@ class UserDirectory:
 
     def _dummies(self, users: Iterable[User]) -> tuple[tuple[int, str], ...]:
         """A dummy hash per parameter set, with its users; each costs a hash when new."""
-        sets: dict[tuple[Any, ...], tuple[argon2.Parameters, int]] = {}
+        # Users by the text that names their hash's parameters: parsed once per set.
+        counts: dict[tuple[str, int, int], tuple[str, int]] = {}
         for user in users:
-            params = hash_parameters(user.password_hash)
+            key = _parameter_key(user.password_hash)
+            example, count = counts.get(key, (user.password_hash, 0))
+            counts[key] = (example, count + 1)
+        sets: dict[tuple[Any, ...], tuple[argon2.Parameters, int]] = {}
+        for example, count in counts.values():
+            params = hash_parameters(example)
             if params is not None:  # Parameters are not hashable: keyed by their fields
-                _, count = sets.get(dataclasses.astuple(params), (params, 0))
-                sets[dataclasses.astuple(params)] = (params, count + 1)
+                _, before = sets.get(dataclasses.astuple(params), (params, 0))
+                sets[dataclasses.astuple(params)] = (params, before + count)
         made = {}
         for _, dummy in self._snapshot.dummies:
             params = hash_parameters(dummy)
@@ -330,6 +336,14 @@ class UserDirectory:
         """Let hash upgrades in flight finish (at shutdown, and in tests)."""
         while self._upgrades:
             await asyncio.gather(*self._upgrades, return_exceptions=True)
+
+
+def _parameter_key(password_hash: str) -> tuple[str, int, int]:
+    """What decides a hash's parameters: the text before its salt, the salt's and the
+    digest's lengths (read once per distinct key, not once per user)."""
+    head, _, rest = password_hash.rpartition("$")
+    head, _, salt = head.rpartition("$")
+    return head, len(salt), len(rest)
 
 
 def _draw_key(users: dict[str, User]) -> bytes:
