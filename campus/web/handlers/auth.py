@@ -202,7 +202,7 @@ class LoginHandler(SessionHandler):
         devices = DeviceCookies(self.session_manager)
         key = normalize_email(email)
         device = devices.device(self.request.headers.get_list("Cookie"), key)
-        user = await self._authenticate(email, password, device)
+        user = await self._authenticate(email, key, password, device)
         if user is None:
             raise ApiError(403, "Permission denied!")
         await self.start_session(user)
@@ -220,11 +220,13 @@ class LoginHandler(SessionHandler):
             self.set_cookie(name, value, max_age=LIFETIME, **attributes)
             self._device_cookie = None
 
-    async def _authenticate(self, email: str, password: str, device: str | None) -> User | None:
+    async def _authenticate(
+        self, email: str, key: str, password: str, device: str | None
+    ) -> User | None:
         """The password check, counted by the throttle, then admitted by the gate: 429 while
         throttled (right password or not) or while this account's logins hold their places;
         503 when every place for a check is taken (the attempt is given back either way:
-        nothing was checked)."""
+        nothing was checked). *key*: the email normalised, as the gate counts it."""
         users = self.services.users
         config = self.services.config.login
         throttle = LoginThrottle(self.services.sessions.store, config)
@@ -232,7 +234,7 @@ class LoginHandler(SessionHandler):
         try:
             reservation = await throttle.reserve(email, client, device)
             try:
-                with users.gate.admit(normalize_email(email), trusted=device is not None):
+                with users.gate.admit(key, trusted=device is not None):
                     user = await users.authenticate(email, password, gone=self._gone.is_set)
             except AccountBusy:
                 await throttle.cancel(reservation)  # not a failure: nothing was checked
